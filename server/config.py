@@ -1,0 +1,422 @@
+"""config.yaml → one frozen, typed Config object; every error names its key path."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import stat
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(Exception):
+    """The config is wrong. str(err) is one line starting with the key path."""
+
+
+# ---------------------------------------------------------------- sections
+# Field names are config keys. Defaults are the documented defaults in config.yaml.
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    certfile: str | None = None
+    keyfile: str | None = None
+    reload_check_s: float = 60.0  # how often the cert files are checked for renewal
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    allowed_origins: tuple[str, ...] = ()
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    executor_threads: int = 4
+    max_body_bytes: int = 65536
+    max_header_bytes: int = 16384
+    idle_connection_timeout_s: float = 60.0
+    ws_ping_interval_s: float = 10.0
+    ws_max_pending_bytes: int = 1_000_000
+    ws_max_drain_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class WeatherConfig:
+    api_key: str
+    query: str = "Stockholm"
+    interval_s: float = 600.0
+    base_url: str = "https://api.weatherapi.com/v1"
+    days: int = 3
+    max_age_s: float | None = None  # default: 3 × interval_s
+
+
+@dataclass(frozen=True)
+class DeparturesConfig:
+    site_id: int
+    interval_s: float = 30.0
+    base_url: str = "https://transport.integration.sl.se/v1"
+    transport: str | None = None  # METRO, BUS, TRAIN, TRAM, SHIP, ...
+    line: int | None = None
+    direction: int | None = None
+    forecast_min: int = 60
+    walk_time_min: float = 0.0  # departures you cannot reach in time are dropped
+    max_departures: int = 12
+    max_age_s: float | None = None
+
+
+@dataclass(frozen=True)
+class StravaConfig:
+    client_id: str
+    client_secret: str
+    refresh_token: str
+    interval_s: float = 900.0
+    base_url: str = "https://www.strava.com/api/v3"
+    token_url: str = "https://www.strava.com/oauth/token"
+    max_activities: int = 10
+    max_age_s: float | None = None
+
+
+@dataclass(frozen=True)
+class SourcesConfig:
+    weather: WeatherConfig | None = None
+    departures: DeparturesConfig | None = None
+    strava: StravaConfig | None = None
+
+
+SensorType = Literal["bme280", "bmp280", "sht31", "sht3x", "mcp9808", "ds18b20", "dht22"]
+
+
+@dataclass(frozen=True)
+class SensorConfig:
+    id: str
+    type: SensorType
+    name: str = ""
+    interval_s: float = 60.0
+    bus: int = 1
+    address: int | None = None
+    device: str | None = None  # 1-Wire id, e.g. 28-0316a2794aff
+    iio_device: str | None = None  # e.g. iio:device0
+    stuck_reads: int = 0  # same raw value this many times → "stuck" error (0: off)
+    timeout_s: float = 10.0
+    max_age_s: float | None = None
+
+    def spec(self) -> dict[str, Any]:
+        """The dict `sensors.open_sensor` takes."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class RemoteSensorConfig:
+    id: str
+    token: str
+    name: str = ""
+    max_age_s: float = 3600.0
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    raw_days: float = 7.0
+    hourly_days: float = 730.0
+    commit_interval_s: float = 2.0
+
+
+PullMode = Literal["up", "down", "off"]
+
+
+@dataclass(frozen=True)
+class PinConfig:
+    pin: int  # BCM numbering
+    pull: PullMode = "down"
+    bounce_ms: int = 200
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class GpioConfig:
+    backend: Literal["auto", "rpi", "emulated"] = "auto"
+    pir: PinConfig | None = None
+    buttons: tuple[PinConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class DisplayConfig:
+    backend: str = "none"  # none, wlopm, wlr-randr, cec, backlight, xset, vcgencmd
+    output: str | None = None  # e.g. HDMI-A-1 for wlopm/wlr-randr
+    on_at: str | None = None  # "07:00" local time
+    off_at: str | None = None  # "23:00"
+    motion_timeout_min: float = 0.0  # 0: motion does not switch the display
+    token: str | None = None  # bearer token for POST /api/display
+
+
+@dataclass(frozen=True)
+class PageConfig:
+    title: str = "Homeboard"
+    locale: str = "sv-SE"
+    clock_24h: bool = True
+    night_from: str | None = "22:00"  # dimmed theme from/until, local time
+    night_until: str | None = "06:30"
+    widgets: tuple[str, ...] = ("clock", "weather", "departures", "sensors", "forecast", "strava")
+    reload_at: str | None = "04:00"  # daily reload to cap browser memory
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    data_dir: str = "./var"
+    secrets_file: str | None = None
+    timezone: str = "Europe/Stockholm"
+    demo: bool = False
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    sources: SourcesConfig = field(default_factory=SourcesConfig)
+    sensors: tuple[SensorConfig, ...] = ()
+    remote_sensors: tuple[RemoteSensorConfig, ...] = ()
+    history: HistoryConfig = field(default_factory=HistoryConfig)
+    gpio: GpioConfig = field(default_factory=GpioConfig)
+    display: DisplayConfig = field(default_factory=DisplayConfig)
+    page: PageConfig = field(default_factory=PageConfig)
+
+
+# ---------------------------------------------------------------- loading
+
+_SECRET_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"' if len(value) <= 40 else f'"{value[:37]}..."'
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _type_name(tp: Any) -> str:
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if tp is str:
+        return "a string"
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(str(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, path: str, secrets: _Secrets) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return _convert(value, inner[0], path, secrets)
+        raise ConfigError(f"{path}: unsupported type")  # pragma: no cover - schema bug
+    if value is None:
+        raise ConfigError(f"{path}: expected {_type_name(tp)}, got nothing")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{path}: expected {_type_name(tp)}, got {_describe(value)}")
+        return value
+    if origin is tuple:
+        (item_tp, _ellipsis) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list, got {_describe(value)}")
+        return tuple(_convert(v, item_tp, f"{path}[{i}]", secrets) for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path, secrets)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {_describe(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {_describe(value)}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{path}: expected a number, got {_describe(value)}")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{path}: expected a finite number, got {value}")
+        return float(value)
+    if tp is str:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ConfigError(f"{path}: expected a string, got {_describe(value)}")
+        return secrets.expand(str(value), path)
+    raise ConfigError(f"{path}: unsupported type {tp}")  # pragma: no cover - schema bug
+
+
+def _build(cls: type, data: Any, path: str, secrets: _Secrets) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or '(top level)'}: expected a mapping, got {_describe(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        key_path = f"{path}.{key}" if path else str(key)
+        if key not in fields:
+            raise ConfigError(f"{key_path}: unknown key (known: {', '.join(fields)})")
+        kwargs[key] = _convert(value, hints[key], key_path, secrets)
+    for name, f in fields.items():
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            key_path = f"{path}.{name}" if path else name
+            raise ConfigError(f"{key_path}: required key is missing")
+    return cls(**kwargs)
+
+
+class _Secrets:
+    """Resolves ${NAME}: the environment first, then the secrets file."""
+
+    def __init__(self, env: dict[str, str], file_values: dict[str, str], lenient: bool) -> None:
+        self.env = env
+        self.file_values = file_values
+        self.lenient = lenient  # demo mode: a missing secret becomes a placeholder
+
+    def expand(self, text: str, path: str) -> str:
+        def repl(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name in self.env:
+                return self.env[name]
+            if name in self.file_values:
+                return self.file_values[name]
+            if self.lenient:
+                return f"demo-{name.lower()}"
+            raise ConfigError(f"{path}: secret ${{{name}}} is not set (environment or secrets_file)")
+
+        return _SECRET_RE.sub(repl, text)
+
+
+def read_secrets_file(path: str) -> dict[str, str]:
+    """KEY=value lines; '#' comments. Refused when group- or world-readable (secrets must be 0600)."""
+    p = Path(path)
+    try:
+        mode = p.stat().st_mode
+        text = p.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"secrets_file: cannot read {path}: {err.strerror}") from err
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"secrets_file: {path} is readable by others (mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}"
+        )
+    values: dict[str, str] = {}
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].strip()
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"secrets_file: {path} line {n}: expected KEY=value")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def parse_config(data: Any, *, env: dict[str, str] | None = None, demo: bool = False) -> Config:
+    """Validate an already-parsed YAML document into a Config."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"(top level): expected a mapping, got {_describe(data)}")
+    env = dict(os.environ) if env is None else env
+    demo = demo or data.get("demo") is True
+    file_values: dict[str, str] = {}
+    secrets_file = data.get("secrets_file")
+    if secrets_file is not None:
+        if not isinstance(secrets_file, str):
+            raise ConfigError(f"secrets_file: expected a string, got {_describe(secrets_file)}")
+        file_values = read_secrets_file(secrets_file)
+    cfg = _build(Config, data, "", _Secrets(env, file_values, lenient=demo))
+    _check(cfg)
+    return cfg
+
+
+def _check(cfg: Config) -> None:
+    """Cross-field rules the types cannot express."""
+    if not 0 < cfg.server.port < 65536:
+        raise ConfigError(f"server.port: expected 1-65535, got {cfg.server.port}")
+    try:
+        import zoneinfo
+
+        zoneinfo.ZoneInfo(cfg.timezone)
+    except Exception as err:
+        raise ConfigError(f'timezone: unknown time zone "{cfg.timezone}"') from err
+    tls = cfg.server.tls
+    if (tls.certfile is None) != (tls.keyfile is None):
+        missing = "server.tls.keyfile" if tls.keyfile is None else "server.tls.certfile"
+        raise ConfigError(f"{missing}: required when the other TLS file is set")
+    for key in ("certfile", "keyfile"):
+        path = getattr(tls, key)
+        if path is not None and not os.access(path, os.R_OK):
+            raise ConfigError(f"server.tls.{key}: cannot read {path}")
+    for name in ("weather", "departures", "strava"):
+        src = getattr(cfg.sources, name)
+        if src is not None and src.interval_s <= 0:
+            raise ConfigError(f"sources.{name}.interval_s: must be greater than 0")
+    seen: set[str] = set()
+    for section in ("sensors", "remote_sensors"):
+        for i, s in enumerate(getattr(cfg, section)):
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", s.id):
+                raise ConfigError(f"{section}[{i}].id: use letters, digits, _ or - (got {_describe(s.id)})")
+            if s.id in seen:
+                raise ConfigError(f"{section}[{i}].id: duplicate sensor id {_describe(s.id)}")
+            seen.add(s.id)
+    for i, s in enumerate(cfg.sensors):
+        if s.interval_s <= 0:
+            raise ConfigError(f"sensors[{i}].interval_s: must be greater than 0")
+        if s.type in ("ds18b20",) and not s.device:
+            raise ConfigError(f"sensors[{i}].device: required for type {s.type}")
+        if s.type == "dht22" and not s.iio_device:
+            raise ConfigError(f"sensors[{i}].iio_device: required for type dht22")
+    for key in ("on_at", "off_at"):
+        _check_hhmm(getattr(cfg.display, key), f"display.{key}")
+    for key in ("night_from", "night_until", "reload_at"):
+        _check_hhmm(getattr(cfg.page, key), f"page.{key}")
+
+
+def _check_hhmm(value: str | None, path: str) -> None:
+    if value is None:
+        return
+    m = re.fullmatch(r"(\d{1,2}):(\d{2})", value)
+    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+        raise ConfigError(f'{path}: expected a time like "07:30", got {_describe(value)}')
+
+
+def load_config(path: str | os.PathLike[str], *, env: dict[str, str] | None = None, demo: bool = False) -> Config:
+    """Read and validate a config file. Raises ConfigError with a one-line message."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise ConfigError(f"config: {path} does not exist") from err
+    except OSError as err:
+        raise ConfigError(f"config: cannot read {path}: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config: {path} is not UTF-8 text") from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise ConfigError(f"config: {path}{where}: {problem}") from err
+    return parse_config(data, env=env, demo=demo)
+
+
+def replace(cfg: Any, **changes: Any) -> Any:
+    """dataclasses.replace, re-exported so callers need not import dataclasses for overrides."""
+    return dataclasses.replace(cfg, **changes)

@@ -1,0 +1,126 @@
+"""HTTP handlers of the core: the page, /api/state, /api/config, /healthz, /metrics."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import tornado.web
+
+from server.jsonutil import dumpb
+from server.metrics import render_metrics
+from server.services import Services
+
+# Everything the page needs is served from here; nothing inline, nothing from elsewhere.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+    "form-action 'none'"
+)
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    """JSON errors everywhere, security headers, no server banner."""
+
+    def set_default_headers(self) -> None:
+        self.clear_header("Server")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "no-referrer")
+
+    def write_json(self, body: bytes | dict[str, Any], status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(body if isinstance(body, bytes) else dumpb(body))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # Never a traceback or exception text to a client: just the HTTP reason.
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(dumpb({"error": self._reason}))
+
+
+class StateHandler(BaseHandler):
+    def initialize(self, services: Services) -> None:
+        self.services = services
+
+    def get(self) -> None:
+        self.write_json(self.services.hub.state_body())
+
+
+class ConfigHandler(BaseHandler):
+    """What the page needs to know about itself; nothing secret lives in these sections."""
+
+    def initialize(self, services: Services) -> None:
+        self.services = services
+
+    def get(self) -> None:
+        cfg = self.services.config
+        self.write_json(
+            {
+                "version": self.services.version,
+                "timezone": cfg.timezone,
+                "demo": cfg.demo,
+                "page": dataclasses.asdict(cfg.page),
+            }
+        )
+
+
+class HealthHandler(BaseHandler):
+    def initialize(self, services: Services) -> None:
+        self.services = services
+
+    def get(self) -> None:
+        s = self.services
+        sources = s.runner.health_report()
+        body: dict[str, Any] = {
+            "status": "ok",
+            "version": s.version,
+            "uptime_s": round(time.monotonic() - s.extras.get("started_monotonic", time.monotonic()), 1),
+            "clients": len(s.hub.clients),
+            "sources": sources,
+        }
+        degraded = any(v["failing"] for v in sources.values())
+        for name, fn in s.health_extra.items():
+            try:
+                extra = fn()
+            except Exception as err:  # a broken health probe is itself a degraded state, not a 500
+                extra = {"status": "degraded", "error": f"health check failed: {type(err).__name__}"}
+            body[name] = extra
+            if isinstance(extra, dict) and extra.get("status") not in (None, "ok"):
+                degraded = True
+        if degraded:
+            body["status"] = "degraded"
+        self.write_json(body)
+
+
+class MetricsHandler(BaseHandler):
+    def initialize(self, services: Services) -> None:
+        self.services = services
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.finish(render_metrics(self.services))
+
+
+class PageStaticHandler(tornado.web.StaticFileHandler):
+    """kiosk/ files with the CSP; '/' is index.html. Tornado's validate_absolute_path keeps requests in the root."""
+
+    def set_default_headers(self) -> None:
+        self.clear_header("Server")
+        self.set_header("Content-Security-Policy", CSP)
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "no-referrer")
+
+    def set_extra_headers(self, path: str) -> None:
+        # The wall must pick up a new version after an update: revalidate every time (cheap on loopback).
+        self.set_header("Cache-Control", "no-cache")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(f"{status_code} {self._reason}\n")
+
+
+class NotFoundHandler(BaseHandler):
+    def prepare(self) -> None:
+        raise tornado.web.HTTPError(404)
