@@ -32,6 +32,7 @@ from server.tls import CertificateError, ReloadingCertificate
 
 log = logging.getLogger("server")
 
+DEMO_SECRET = "demo"  # noqa: S105 - the demo stand-in accepts any credentials
 SHUTDOWN_BUDGET_S = 4.0  # SIGTERM → exit within 5 s, even under load
 
 
@@ -73,7 +74,7 @@ def with_demo_sources(cfg: Config) -> Config:
             s,
             weather=s.weather or WeatherConfig(api_key="demo-key"),
             departures=s.departures or DeparturesConfig(site_id=9192),
-            strava=s.strava or StravaConfig(client_id="demo", client_secret="demo-secret", refresh_token="demo-refresh"),
+            strava=s.strava or StravaConfig(client_id="demo", client_secret=DEMO_SECRET, refresh_token=DEMO_SECRET),
         ),
     )
 
@@ -155,8 +156,14 @@ async def serve(cfg: Config) -> int:
     notifier.ready()
     notifier.start_watchdog()
     scheme = "https" if cert else "http"
-    log.info("homeboard %s serving on %s://%s:%d/ (%s)", __version__, scheme, cfg.server.host, port,
-             "demo" if cfg.demo else "live")
+    log.info(
+        "homeboard %s serving on %s://%s:%d/ (%s)",
+        __version__,
+        scheme,
+        cfg.server.host,
+        port,
+        "demo" if cfg.demo else "live",
+    )
 
     await stop.wait()
     log.info("stopping")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import stat
@@ -76,7 +77,7 @@ class StravaConfig:
     refresh_token: str
     interval_s: float = 900.0
     base_url: str = "https://www.strava.com/api/v3"
-    token_url: str = "https://www.strava.com/oauth/token"
+    token_url: str = "https://www.strava.com/oauth/token"  # noqa: S105 - a URL, not a secret
     max_activities: int = 10
     max_age_s: float | None = None
 
@@ -248,7 +249,7 @@ def _convert(value: Any, tp: Any, path: str, secrets: _Secrets) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{path}: expected a number, got {_describe(value)}")
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise ConfigError(f"{path}: expected a finite number, got {value}")
         return float(value)
     if tp is str:

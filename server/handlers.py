@@ -112,6 +112,12 @@ class PageStaticHandler(tornado.web.StaticFileHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "no-referrer")
 
+    def parse_url_path(self, url_path: str) -> str:
+        # A NUL byte makes os.path.realpath raise ValueError (a 500 in Tornado): refuse it up front.
+        if "\x00" in url_path or "\\" in url_path:
+            raise tornado.web.HTTPError(400)
+        return super().parse_url_path(url_path)
+
     def set_extra_headers(self, path: str) -> None:
         # The wall must pick up a new version after an update: revalidate every time (cheap on loopback).
         self.set_header("Cache-Control", "no-cache")

@@ -114,7 +114,7 @@ class Hub:
 
     def publish(self, topic: str, data: dict[str, Any]) -> None:
         """A fresh, good value. Non-finite numbers are refused here, so no frame can ever carry NaN."""
-        state = self.topics.get(topic) or self.declare(topic, None)
+        state = self.topics.setdefault(topic, TopicState())
         try:
             dumpb(data)
         except (ValueError, TypeError) as err:
@@ -131,7 +131,7 @@ class Hub:
 
     def publish_error(self, topic: str, message: str, status: Status = "error") -> None:
         """The source failed: keep the last good value and its time, say what is wrong."""
-        state = self.topics.get(topic) or self.declare(topic, None)
+        state = self.topics.setdefault(topic, TopicState())
         if state.status == status and state.error == message:
             return
         state.status = status

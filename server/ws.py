@@ -38,7 +38,9 @@ def origin_allowed(origin: str, host_header: str, allowed: tuple[str, ...]) -> b
 class LiveSocket(WebSocketHandler):
     """One browser. Writes never wait: a client that falls behind is closed, the others go on."""
 
-    def initialize(self, hub: Hub, allowed_origins: tuple[str, ...], max_pending_bytes: int, max_drain_s: float) -> None:
+    def initialize(
+        self, hub: Hub, allowed_origins: tuple[str, ...], max_pending_bytes: int, max_drain_s: float
+    ) -> None:
         self.hub = hub
         self.allowed_origins = allowed_origins
         self.max_pending_bytes = max_pending_bytes

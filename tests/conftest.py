@@ -1,0 +1,52 @@
+"""Shared fixtures: a real server on a loopback port, configs in temp dirs, the CI strictness rule."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from server.config import Config, parse_config
+from tests.serverthread import ServerThread
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def require_tool(name: str) -> str:
+    """Path of a tool the test drives for real. Missing: a failure in CI, a skip on a laptop."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (make system-deps installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_config(tmp_path: Path, **overrides: object) -> Config:
+    data: dict[str, object] = {"data_dir": str(tmp_path / "var")}
+    data.update(overrides)
+    return parse_config(data, env={})
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return make_config(tmp_path)
+
+
+@pytest.fixture
+def server(config: Config) -> Iterator[ServerThread]:
+    srv = ServerThread(config).start()
+    yield srv
+    srv.stop()

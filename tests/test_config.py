@@ -1,0 +1,140 @@
+"""Config validation: every error names its key path; secrets from env or a 0600 file only."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from server.config import ConfigError, load_config, parse_config
+from tests.conftest import REPO
+
+WEATHER = {"api_key": "k", "query": "Stockholm"}
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        (
+            {"sources": {"weather": {**WEATHER, "interval_s": "ten"}}},
+            'sources.weather.interval_s: expected a number, got "ten"',
+        ),
+        ({"server": {"port": "80"}}, 'server.port: expected an integer, got "80"'),
+        ({"server": {"port": 70000}}, "server.port: expected 1-65535, got 70000"),
+        ({"server": {"prot": 80}}, "server.prot: unknown key"),
+        ({"colour": "red"}, "colour: unknown key"),
+        ({"demo": "yes"}, 'demo: expected true or false, got "yes"'),
+        ({"sources": {"departures": {}}}, "sources.departures.site_id: required key is missing"),
+        (
+            {"sources": {"weather": {**WEATHER, "interval_s": True}}},
+            "sources.weather.interval_s: expected a number, got true",
+        ),
+        (
+            {"sensors": [{"id": "a", "type": "bme280"}, {"id": "b", "type": "bme680"}]},
+            "sensors[1].type: expected one of",
+        ),
+        (
+            {"sensors": [{"id": "a", "type": "bme280", "address": "0x76"}]},
+            'sensors[0].address: expected an integer, got "0x76"',
+        ),
+        ({"sensors": [{"id": "a b", "type": "bme280"}]}, "sensors[0].id: use letters, digits"),
+        ({"sensors": [{"id": "o", "type": "ds18b20"}]}, "sensors[0].device: required for type ds18b20"),
+        ({"sensors": {"id": "a"}}, "sensors: expected a list, got a mapping"),
+        ({"remote_sensors": [{"id": "x", "token": "t"}, {"id": "x", "token": "u"}]}, "remote_sensors[1].id: duplicate"),
+        ({"timezone": "Mars/Olympus"}, 'timezone: unknown time zone "Mars/Olympus"'),
+        ({"display": {"on_at": "7am"}}, 'display.on_at: expected a time like "07:30", got "7am"'),
+        ({"server": {"tls": {"certfile": "/nonexistent.pem"}}}, "server.tls.keyfile: required when the other"),
+        (
+            {"server": {"tls": {"certfile": "/nonexistent.pem", "keyfile": "/nonexistent.key"}}},
+            "server.tls.certfile: cannot read",
+        ),
+        (
+            {"sources": {"weather": {"api_key": "${NOPE_KEY}"}}},
+            "sources.weather.api_key: secret ${NOPE_KEY} is not set",
+        ),
+        (
+            {"sources": {"weather": {**WEATHER, "interval_s": float("nan")}}},
+            "sources.weather.interval_s: expected a finite number",
+        ),
+        ({"sources": {"weather": {**WEATHER, "interval_s": 0}}}, "sources.weather.interval_s: must be greater than 0"),
+        ([1, 2], "(top level): expected a mapping, got a list"),
+    ],
+)
+def test_each_config_error_names_its_key(doc: object, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(doc, env={})
+    assert str(err.value).startswith(message), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_secret_from_env_and_from_0600_file(tmp_path: Path) -> None:
+    cfg = parse_config({"sources": {"weather": {"api_key": "${WEATHERAPI_KEY}"}}}, env={"WEATHERAPI_KEY": "abc"})
+    assert cfg.sources.weather.api_key == "abc"
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text("# comment\nWEATHERAPI_KEY='from-file'\nexport OTHER=1\n")
+    secrets.chmod(0o600)
+    doc = {"secrets_file": str(secrets), "sources": {"weather": {"api_key": "${WEATHERAPI_KEY}"}}}
+    assert parse_config(doc, env={}).sources.weather.api_key == "from-file"
+    assert parse_config(doc, env={"WEATHERAPI_KEY": "env"}).sources.weather.api_key == "env", "environment first"
+
+
+def test_readable_secrets_file_is_refused(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text("A=1\n")
+    secrets.chmod(0o644)
+    with pytest.raises(ConfigError, match=r"secrets_file: .* is readable by others \(mode 0644\); run: chmod 600"):
+        parse_config({"secrets_file": str(secrets)}, env={})
+
+
+def test_demo_mode_needs_no_secrets() -> None:
+    cfg = load_config(REPO / "config.yaml", env={}, demo=True)
+    assert cfg.sources.weather is not None
+    assert cfg.sources.weather.api_key.startswith("demo-")
+    assert len(cfg.sensors) >= 3
+
+
+def test_repo_config_is_complete_and_documented() -> None:
+    """Every key of the schema appears in the repository's config.yaml, with a comment somewhere near."""
+    import dataclasses
+
+    from server.config import Config
+
+    text = (REPO / "config.yaml").read_text()
+
+    def keys(cls: type) -> set[str]:
+        out: set[str] = set()
+        for f in dataclasses.fields(cls):
+            out.add(f.name)
+        return out
+
+    for name in keys(Config):
+        assert f"{name}:" in text, f"config.yaml does not document {name}"
+
+
+def test_real_yaml_file_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "c.yaml"
+    bad.write_text("server: {port: 80\n")
+    with pytest.raises(ConfigError, match=r"^config: .*c.yaml line \d+"):
+        load_config(bad, env={})
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml", env={})
+
+
+def test_server_exits_2_with_one_line_naming_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "c.yaml"
+    bad.write_text("sources:\n  weather: {api_key: k, interval_s: ten}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEATHERAPI")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "server", "--config", str(bad)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines == ['homeboard: config error: sources.weather.interval_s: expected a number, got "ten"']
