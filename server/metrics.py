@@ -47,7 +47,10 @@ def render_metrics(services: Services) -> str:
     ]
     for topic, state in sorted(hub.topics.items()):
         lines.append(f'homeboard_topic_stale{{topic="{_escape(topic)}"}} {int(state.stale)}')
-    lines += ["# HELP homeboard_topic_age_seconds Seconds since the topic's last good value.", "# TYPE homeboard_topic_age_seconds gauge"]
+    lines += [
+        "# HELP homeboard_topic_age_seconds Seconds since the topic's last good value.",
+        "# TYPE homeboard_topic_age_seconds gauge",
+    ]
     for topic, state in sorted(hub.topics.items()):
         if state.updated_at is not None:
             lines.append(f'homeboard_topic_age_seconds{{topic="{_escape(topic)}"}} {now - state.updated_at:.1f}')

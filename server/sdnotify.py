@@ -35,7 +35,7 @@ class Notifier:
                 sock.connect(addr)
                 sock.sendall(state.encode("ascii"))
         except OSError as err:
-            log.warning("sd_notify %s failed: %s", state.split("\n")[0], err)
+            log.warning("sd_notify %s failed: %s", state.split("\n", maxsplit=1)[0], err)
             return False
         return True
 
