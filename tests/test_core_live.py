@@ -253,3 +253,18 @@ def test_reload_command_reaches_wall_clients_only(server: ServerThread) -> None:
             await asyncio.wait_for(viewer.read_message(), 0.5)
 
     asyncio.run(scenario())
+
+
+def test_half_open_client_is_dropped_by_ping_timeout(tmp_path: Path) -> None:
+    srv = ServerThread(make_config(tmp_path, server={"ws_ping_interval_s": 0.3})).start()
+    try:
+        silent = _raw_ws_handshake(srv.port)  # completes the handshake, then never answers a ping
+        assert srv.call(lambda: len(srv.services.hub.clients)) == 1
+        # Tornado sends a close frame on ping timeout and aborts 5 s later if the peer does not answer it.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and srv.call(lambda: len(srv.services.hub.clients)):
+            time.sleep(0.1)
+        assert srv.call(lambda: len(srv.services.hub.clients)) == 0
+        silent.close()
+    finally:
+        srv.stop()
