@@ -37,9 +37,16 @@ async def publish(hub, rate: float, count: int) -> None:  # noqa: ANN001
         await asyncio.sleep(max(0.0, start + seq * period - time.monotonic()))
         hub.publish(
             "sensor/bench",
-            {"seq": seq, "sent_at": time.time(), "name": "Living room", "temperature_c": 21.5 + seq % 10 / 10,
-             "humidity_pct": 40.2, "pressure_hpa": 1012.3, "measured_at": "2026-11-25T14:05:00+01:00",
-             "source": "bench"},
+            {
+                "seq": seq,
+                "sent_at": time.time(),
+                "name": "Living room",
+                "temperature_c": 21.5 + seq % 10 / 10,
+                "humidity_pct": 40.2,
+                "pressure_hpa": 1012.3,
+                "measured_at": "2026-11-25T14:05:00+01:00",
+                "source": "bench",
+            },
         )
 
 

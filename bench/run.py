@@ -58,7 +58,9 @@ def demo_server(tmp: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     proc = subprocess.Popen(
         [PY, "-m", "server", "--demo", "--port", str(port), "--data-dir", tmp, "--config", str(REPO / "config.yaml")],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     wait_http(f"http://127.0.0.1:{port}/healthz")
     return proc, port
@@ -91,15 +93,31 @@ def bench_state(port: int) -> dict:
 def bench_fanout(clients: int, rate: float = 20, count: int = 200) -> dict:
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        server = subprocess.Popen([PY, str(REPO / "bench/fanout_server.py"), "--port", str(port), "--data-dir", tmp],
-                                  cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+        server = subprocess.Popen(
+            [PY, str(REPO / "bench/fanout_server.py"), "--port", str(port), "--data-dir", tmp],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
         try:
             wait_http(f"http://127.0.0.1:{port}/healthz")
             rss_before = rss_kb(server.pid)
             proc = subprocess.Popen(
-                [PY, str(REPO / "bench/ws_clients.py"), "--port", str(port), "--clients", str(clients),
-                 "--rate", str(rate), "--count", str(count), "--start"],
-                stdout=subprocess.PIPE, text=True, cwd=REPO,
+                [
+                    PY,
+                    str(REPO / "bench/ws_clients.py"),
+                    "--port",
+                    str(port),
+                    "--clients",
+                    str(clients),
+                    "--rate",
+                    str(rate),
+                    "--count",
+                    str(count),
+                    "--start",
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=REPO,
             )
             first = json.loads(proc.stdout.readline())
             time.sleep(0.3)
@@ -122,8 +140,10 @@ def bench_fanout(clients: int, rate: float = 20, count: int = 200) -> dict:
 
 
 def main() -> int:
-    results: dict = {"machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
-                                f"Python {platform.python_version()}", "date": time.strftime("%Y-%m-%d")}
+    results: dict = {
+        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d"),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         proc, port = demo_server(tmp)
         try:
@@ -152,8 +172,11 @@ def main() -> int:
     for n in (100, 1000):
         r = results[f"ws_{n}"]
         rows += [
-            (f"WS {n} clients @20/s: p50 / p99 / max (ms)", f"{r['p50_ms']} / {r['p99_ms']} / {r['max_ms']}",
-             "p99 ≤ 50" if n == 1000 else ""),
+            (
+                f"WS {n} clients @20/s: p50 / p99 / max (ms)",
+                f"{r['p50_ms']} / {r['p99_ms']} / {r['max_ms']}",
+                "p99 ≤ 50" if n == 1000 else "",
+            ),
             (f"WS {n} clients: lost messages", r["lost"], "0"),
             (f"WS {n} clients: server RSS (MB)", r["server_rss_mb"], ""),
             (f"WS {n} clients: RSS per connection (KB)", r["per_connection_kb"], ""),

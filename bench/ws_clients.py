@@ -93,7 +93,9 @@ async def main() -> None:
     protos = []
     for i in range(0, args.clients, 100):  # connect in batches: a backlog of 1000 SYNs at once is not the test
         batch = [
-            loop.create_connection(lambda: Client("127.0.0.1", args.port, latencies, seen, done), "127.0.0.1", args.port)
+            loop.create_connection(
+                lambda: Client("127.0.0.1", args.port, latencies, seen, done), "127.0.0.1", args.port
+            )
             for _ in range(min(100, args.clients - i))
         ]
         for _t, proto in await asyncio.gather(*batch):
