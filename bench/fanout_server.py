@@ -19,7 +19,7 @@ from server.config import parse_config
 
 
 class StartHandler(tornado.web.RequestHandler):
-    def initialize(self, hub) -> None:  # noqa: ANN001
+    def initialize(self, hub) -> None:
         self.hub = hub
 
     def get(self) -> None:
@@ -29,7 +29,7 @@ class StartHandler(tornado.web.RequestHandler):
         self.finish({"clients": len(self.hub.clients)})
 
 
-async def publish(hub, rate: float, count: int) -> None:  # noqa: ANN001
+async def publish(hub, rate: float, count: int) -> None:
     period = 1.0 / rate
     start = time.monotonic()
     for seq in range(count):

@@ -70,7 +70,9 @@ def bench_state(port: int) -> dict:
     wrk = shutil.which("wrk")
     url = f"http://127.0.0.1:{port}/api/state"
     if wrk:
-        out = subprocess.run([wrk, "-t1", "-c20", "-d10s", "--latency", url], capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [wrk, "-t1", "-c20", "-d10s", "--latency", url], capture_output=True, text=True, check=True
+        ).stdout
         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
         m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
         scale = {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]

@@ -55,7 +55,8 @@ CASES = {
         b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
     ),
     "double chunked": (
-        b"POST /api/state HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        b"POST /api/state HTTP/1.1\r\nHost: x\r\n"
+        b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
     ),
     "bad content-length": b"POST /api/state HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
     "oversize body": b"POST /api/state HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n" + b"x" * 70_000,
