@@ -128,8 +128,14 @@ def bench_fanout(clients: int, rate: float = 20, count: int = 200) -> dict:
             result = json.loads(proc.stdout.readline())
             cpu_used = cpu_s(server.pid) - cpu0
             proc.wait(30)
+            time.sleep(0.5)
+            rss_after = rss_kb(server.pid)
+            metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+            evicted = int(re.search(r"^homeboard_clients_evicted_total (\d+)", metrics, re.M).group(1))
             result.update(
                 connected=first["connected"],
+                rss_growth_mb=round((rss_after - rss_connected) / 1024, 2),
+                evicted=evicted,
                 rate_per_s=rate,
                 server_rss_mb=round(rss_connected / 1024, 1),
                 per_connection_kb=round((rss_connected - rss_before) / max(1, clients), 1),
@@ -139,6 +145,51 @@ def bench_fanout(clients: int, rate: float = 20, count: int = 200) -> dict:
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(10)
+
+
+def cpu_at_rest_with_clients(pid: int, port: int, clients: int, duration_s: float) -> float:
+    """CPU of the demo server over `duration_s` with `clients` idle WebSocket clients connected."""
+    holder = subprocess.Popen(
+        [
+            PY,
+            str(REPO / "bench/ws_clients.py"),
+            "--port",
+            str(port),
+            "--clients",
+            str(clients),
+            "--count",
+            "0",
+            "--hold",
+            str(duration_s + 5),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    json.loads(holder.stdout.readline())  # connected
+    c0, t0 = cpu_s(pid), time.monotonic()
+    time.sleep(duration_s)
+    pct = 100 * (cpu_s(pid) - c0) / (time.monotonic() - t0)
+    holder.terminate()
+    holder.wait(10)
+    return round(pct, 2)
+
+
+def bench_ingest() -> dict:
+    """Readings/s stored durably through POST /api/sensors/{id}/readings (bench/bench_sensors.py measures it)."""
+    script = REPO / "bench" / "bench_sensors.py"
+    if not script.exists():
+        return {"error": "bench/bench_sensors.py missing"}
+    out = subprocess.run(
+        [PY, str(script), "--only", "ingest", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+        timeout=600,
+    )
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    return json.loads(lines[-1]) if lines else {"error": out.stderr[-500:]}
 
 
 def main() -> int:
@@ -156,12 +207,16 @@ def main() -> int:
             c0, t0 = cpu_s(proc.pid), time.monotonic()
             time.sleep(10)
             results["idle_cpu_pct_demo"] = round(100 * (cpu_s(proc.pid) - c0) / (time.monotonic() - t0), 2)
+            results["rest_cpu_pct_10_clients_60s"] = cpu_at_rest_with_clients(proc.pid, port, 10, 60)
             results["api_state"] = bench_state(port)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(10)
     for n in (100, 1000):
         results[f"ws_{n}"] = bench_fanout(n)
+    # Memory after 100,000 updates to 4 clients at 1,000/s: growth means a leak.
+    results["ws_100k"] = bench_fanout(4, rate=1000, count=100_000)
+    results["ingest"] = bench_ingest()
 
     print(f"\nHomeboard bench — {results['machine']} — {results['date']}")
     print(f"{'figure':48} {'value':>14}   target")
@@ -184,6 +239,13 @@ def main() -> int:
             (f"WS {n} clients: RSS per connection (KB)", r["per_connection_kb"], ""),
             (f"WS {n} clients: server CPU per broadcast (ms)", r["server_cpu_ms_per_broadcast"], ""),
         ]
+    r = results["ws_100k"]
+    rows += [
+        ("RSS growth after 100,000 updates, 4 clients (MB)", r["rss_growth_mb"], "< 2"),
+        ("100,000 updates: lost messages", r["lost"], "0"),
+        ("CPU at rest, 10 clients, 60 s (% of a core)", results["rest_cpu_pct_10_clients_60s"], "< 1"),
+        ("ingest", json.dumps(results["ingest"])[:60], ""),
+    ]
     for name, value, target in rows:
         print(f"{name:48} {value!s:>14}   {target}")
     print(json.dumps(results))

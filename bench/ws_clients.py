@@ -58,6 +58,9 @@ class Client(asyncio.Protocol):
             opcode = self.buf[0] & 0x0F
             payload = bytes(self.buf[off : off + n])
             del self.buf[: off + n]
+            if opcode == 0x9:  # ping: answer, or the server drops us as half-open (as it should)
+                self.transport.write(masked_frame(0xA, payload))
+                continue
             if opcode != 1:
                 continue
             msg = json.loads(payload)
@@ -69,6 +72,13 @@ class Client(asyncio.Protocol):
             if "sent_at" in data_:
                 self.latencies.append((now - data_["sent_at"]) * 1000)
                 self.seqs.add(data_["seq"])
+
+
+def masked_frame(opcode: int, payload: bytes) -> bytes:
+    """A client→server frame: clients must mask (RFC 6455 §5.3). Control payloads are < 126 bytes."""
+    mask = os.urandom(4)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes((0x80 | opcode, 0x80 | len(payload))) + mask + body
 
 
 def pct(values: list[float], p: float) -> float:
@@ -85,6 +95,7 @@ async def main() -> None:
     p.add_argument("--rate", type=float, default=20)
     p.add_argument("--count", type=int, default=200)
     p.add_argument("--start", action="store_true", help="this process triggers the publisher")
+    p.add_argument("--hold", type=float, default=0, help="only stay connected this many seconds (idle clients)")
     args = p.parse_args()
     loop = asyncio.get_running_loop()
     latencies: list[float] = []
@@ -102,6 +113,9 @@ async def main() -> None:
             protos.append(proto)
         await asyncio.gather(*(pr.connected for pr in protos))
     print(json.dumps({"connected": len(protos)}), flush=True)
+    if args.hold:
+        await asyncio.sleep(args.hold)
+        return
     if args.start:
         import urllib.request
 
@@ -113,7 +127,7 @@ async def main() -> None:
             ).read(),
         )
     # Wait for the run: count/rate seconds plus a grace period for the tail.
-    deadline = time.monotonic() + args.count / args.rate + 10
+    deadline = time.monotonic() + args.count / args.rate + 30
     expected = args.count * len(protos)
     while time.monotonic() < deadline and len(latencies) < expected:
         await asyncio.sleep(0.2)
