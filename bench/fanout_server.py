@@ -29,7 +29,7 @@ class StartHandler(tornado.web.RequestHandler):
         self.finish({"clients": len(self.hub.clients)})
 
 
-async def publish(hub, rate: float, count: int) -> None:  # noqa: ANN001
+async def publish(hub, rate: float, count: int) -> None:
     start = time.monotonic()
     seq = 0
     while seq < count:
