@@ -142,16 +142,46 @@ class GpioConfig:
     backend: Literal["auto", "rpi", "emulated"] = "auto"
     pir: PinConfig | None = None
     buttons: tuple[PinConfig, ...] = ()
+    pir_warmup_s: float = 60.0  # a PIR module settles ~1 min after power-up: its edges are ignored until then
+
+
+DisplayBackendName = Literal["none", "wlopm", "wlr-randr", "cec", "backlight", "xset", "vcgencmd"]
 
 
 @dataclass(frozen=True)
 class DisplayConfig:
-    backend: str = "none"  # none, wlopm, wlr-randr, cec, backlight, xset, vcgencmd
-    output: str | None = None  # e.g. HDMI-A-1 for wlopm/wlr-randr
+    backend: DisplayBackendName = "none"
+    output: str | None = None  # e.g. HDMI-A-1 for wlopm/wlr-randr; backlight device name for backlight
     on_at: str | None = None  # "07:00" local time
     off_at: str | None = None  # "23:00"
     motion_timeout_min: float = 0.0  # 0: motion does not switch the display
     token: str | None = None  # bearer token for POST /api/display
+    brightness_pct: int | None = None  # backlight only: brightness when on (None: leave it)
+    cec_device: str = "/dev/cec0"
+    wayland_display: str | None = None  # default: the live wayland-* socket in XDG_RUNTIME_DIR
+    command_timeout_s: float = 10.0  # a backend command taking longer is killed and reported
+    readback_wait_s: float = 30.0  # a TV may report "in transition" this long after a switch
+    verify_interval_s: float = 60.0  # read the state back this often; switched from outside → switch back
+
+
+@dataclass(frozen=True)
+class WallConfig:
+    """The wall watchdog (server/wallwatch.py): what to do when the kiosk page stops sending heartbeats."""
+
+    enabled: bool = False  # act on silence (reload, restart browser, reboot); false: only report in /healthz
+    silence_s: float = 120.0  # no heartbeat for this long (the page sends one every 30 s) = the wall is dark
+    startup_grace_s: float = 300.0  # after start-up or screen-on, time for the browser to come up first
+    step_wait_s: float = 120.0  # after each step, wait this long for the page before the next step
+    browser_restarts: int = 2  # browser restarts before a reboot is considered
+    restart_command: tuple[str, ...] = ("systemctl", "--user", "restart", "homeboard-kiosk.service")
+    reboot_command: tuple[str, ...] = ("systemctl", "reboot")
+    reboot_min_interval_h: float = 6.0  # at most one reboot in this many hours
+    reboot_min_uptime_min: float = 30.0  # never reboot within this long after boot (crash/reboot loops)
+    command_timeout_s: float = 60.0
+    check_interval_s: float = 10.0
+
+
+PAGE_WIDGETS = ("clock", "weather", "departures", "sensors", "forecast", "strava")  # kiosk/js/widgets/<name>.js
 
 
 @dataclass(frozen=True)
@@ -162,6 +192,7 @@ class PageConfig:
     night_from: str | None = "22:00"  # dimmed theme from/until, local time
     night_until: str | None = "06:30"
     widgets: tuple[str, ...] = ("clock", "weather", "departures", "sensors", "forecast", "strava")
+    large: tuple[str, ...] = ("departures", "strava")  # wider column in landscape, a whole row in portrait
     reload_at: str | None = "04:00"  # daily reload to cap browser memory
 
 
@@ -179,6 +210,7 @@ class Config:
     history: HistoryConfig = field(default_factory=HistoryConfig)
     gpio: GpioConfig = field(default_factory=GpioConfig)
     display: DisplayConfig = field(default_factory=DisplayConfig)
+    wall: WallConfig = field(default_factory=WallConfig)
     page: PageConfig = field(default_factory=PageConfig)
 
 
@@ -369,6 +401,7 @@ def _check(cfg: Config) -> None:
         src = getattr(cfg.sources, name)
         if src is not None and src.interval_s <= 0:
             raise ConfigError(f"sources.{name}.interval_s: must be greater than 0")
+    _check_remote_sources(cfg.sources)
     seen: set[str] = set()
     for section in ("sensors", "remote_sensors"):
         for i, s in enumerate(getattr(cfg, section)):
@@ -384,10 +417,84 @@ def _check(cfg: Config) -> None:
             raise ConfigError(f"sensors[{i}].device: required for type {s.type}")
         if s.type == "dht22" and not s.iio_device:
             raise ConfigError(f"sensors[{i}].iio_device: required for type dht22")
+    _check_gpio(cfg.gpio)
     for key in ("on_at", "off_at"):
         _check_hhmm(getattr(cfg.display, key), f"display.{key}")
+    _check_display(cfg.display, cfg.wall)
+    if cfg.display.motion_timeout_min > 0 and cfg.gpio.pir is None:
+        raise ConfigError("display.motion_timeout_min: needs a PIR to see motion (set gpio.pir), or set it to 0")
     for key in ("night_from", "night_until", "reload_at"):
         _check_hhmm(getattr(cfg.page, key), f"page.{key}")
+    for key in ("widgets", "large"):
+        for i, name in enumerate(getattr(cfg.page, key)):
+            if name not in PAGE_WIDGETS:
+                known = ", ".join(PAGE_WIDGETS)
+                raise ConfigError(f"page.{key}[{i}]: unknown widget {_describe(name)} (known: {known})")
+
+
+def _check_remote_sources(sources: SourcesConfig) -> None:
+    """Ranges the remote APIs accept (shared/notes/apis.md), so a typo stops the start, not every poll."""
+    for name in ("weather", "departures", "strava"):
+        src = getattr(sources, name)
+        urls = ("base_url", "token_url") if name == "strava" else ("base_url",)
+        for key in urls if src is not None else ():
+            if not re.fullmatch(r"https?://[^\s/?#]+[^\s?#]*", getattr(src, key)):
+                raise ConfigError(f"sources.{name}.{key}: expected an http(s) URL, got {_describe(getattr(src, key))}")
+    w, d, s = sources.weather, sources.departures, sources.strava
+    if w is not None and not 1 <= w.days <= 14:
+        raise ConfigError(f"sources.weather.days: expected 1-14 (WeatherAPI's range), got {w.days}")
+    if d is not None:
+        modes = ("BUS", "TRAM", "METRO", "TRAIN", "FERRY", "SHIP", "TAXI")
+        if d.transport is not None and d.transport not in modes:
+            raise ConfigError(f"sources.departures.transport: expected one of {', '.join(modes)}, got {d.transport}")
+        if d.direction is not None and d.direction not in (1, 2):
+            raise ConfigError(f"sources.departures.direction: expected 1 or 2, got {d.direction}")
+        if not 5 <= d.forecast_min <= 1200:
+            raise ConfigError(f"sources.departures.forecast_min: expected 5-1200 (SL's range), got {d.forecast_min}")
+        if d.walk_time_min < 0:
+            raise ConfigError(f"sources.departures.walk_time_min: must be 0 or more, got {d.walk_time_min:g}")
+    if s is not None and not 1 <= s.max_activities <= 200:
+        raise ConfigError(f"sources.strava.max_activities: expected 1-200, got {s.max_activities}")
+
+
+def _check_gpio(gpio: GpioConfig) -> None:
+    if len(gpio.buttons) > 2:
+        raise ConfigError(f"gpio.buttons: at most two buttons, got {len(gpio.buttons)}")
+    used: dict[int, str] = {}
+    pins = [("gpio.pir", gpio.pir)] + [(f"gpio.buttons[{i}]", b) for i, b in enumerate(gpio.buttons)]
+    for path, pin in pins:
+        if pin is None:
+            continue
+        if not 0 <= pin.pin <= 27:
+            raise ConfigError(f"{path}.pin: expected a BCM GPIO number 0-27, got {pin.pin}")
+        if pin.pin in used:
+            raise ConfigError(f"{path}.pin: BCM {pin.pin} is already used by {used[pin.pin]}")
+        used[pin.pin] = path
+    if gpio.pir_warmup_s < 0:
+        raise ConfigError("gpio.pir_warmup_s: must not be negative")
+
+
+def _check_display(display: DisplayConfig, wall: WallConfig) -> None:
+    if (display.on_at is None) != (display.off_at is None):
+        missing = "display.off_at" if display.off_at is None else "display.on_at"
+        raise ConfigError(f"{missing}: set both on_at and off_at (the daily on/off times), or neither")
+    if display.on_at is not None and display.on_at == display.off_at:
+        raise ConfigError("display.off_at: must differ from display.on_at")
+    if display.motion_timeout_min < 0:
+        raise ConfigError("display.motion_timeout_min: must be 0 (off) or more")
+    if display.brightness_pct is not None and not 1 <= display.brightness_pct <= 100:
+        raise ConfigError(f"display.brightness_pct: expected 1-100, got {display.brightness_pct}")
+    for key in ("command_timeout_s", "readback_wait_s", "verify_interval_s"):
+        if getattr(display, key) <= 0:
+            raise ConfigError(f"display.{key}: must be greater than 0")
+    for key in ("silence_s", "startup_grace_s", "step_wait_s", "command_timeout_s", "check_interval_s"):
+        if getattr(wall, key) <= 0:
+            raise ConfigError(f"wall.{key}: must be greater than 0")
+    if wall.browser_restarts < 0:
+        raise ConfigError("wall.browser_restarts: must be 0 or more")
+    for key in ("restart_command", "reboot_command"):
+        if not getattr(wall, key):
+            raise ConfigError(f"wall.{key}: must name a command, e.g. [systemctl, reboot]")
 
 
 def _check_hhmm(value: str | None, path: str) -> None:
