@@ -88,7 +88,7 @@ async def bench_sampling(cycles: int, data_dir: str) -> dict[str, float]:
 # ------------------------------------------------------------------------------------------ 2. history query
 
 
-async def bench_history(data_dir: str, repeats: int = 50) -> dict[str, float]:
+async def bench_history(data_dir: str, repeats: int = 200) -> dict[str, float]:
     from server.config import HistoryConfig
     from server.timeutil import zone
 

@@ -1,0 +1,61 @@
+"""GPIO inputs (PIR, buttons) behind one small pin interface, with an RPi.GPIO/rpi-lgpio backend and an
+emulated one. Edge callbacks arrive on the backend's own thread: hand them to your event loop.
+
+    pins = open_backend("auto")
+    pins.setup_input(17, "down")
+    pins.add_edge_callback(17, lambda pin, level: loop.add_callback(on_edge, pin, level), bounce_ms=200)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from sensors.errors import SensorError
+
+EdgeCallback = Callable[[int, bool], None]  # (BCM pin, level read right after the edge)
+PULLS = ("up", "down", "off")
+MODEL_FILE = "/proc/device-tree/model"
+
+
+class GpioError(SensorError):
+    """GPIO cannot be used (library missing, not a Pi, Pi 5 without rpi-lgpio, no permission)."""
+
+
+class PinBackend(Protocol):
+    name: str
+
+    def setup_input(self, pin: int, pull: str) -> None:
+        """Configure a BCM pin as an input with a pull-up, pull-down or none ("up" | "down" | "off")."""
+
+    def add_edge_callback(self, pin: int, callback: EdgeCallback, bounce_ms: int = 0) -> None:
+        """Call callback(pin, level) on both edges, from the backend's thread; edges within bounce_ms are dropped."""
+
+    def read(self, pin: int) -> bool:
+        """The pin's level now (True = high)."""
+
+    def cleanup(self) -> None:
+        """Release every pin this backend set up."""
+
+
+def is_raspberry_pi(model_file: str = MODEL_FILE) -> bool:
+    try:
+        with open(model_file, encoding="ascii", errors="replace") as f:
+            return "Raspberry Pi" in f.read()
+    except OSError:
+        return False
+
+
+def open_backend(kind: str = "auto") -> PinBackend:
+    """ "rpi": RPi.GPIO (or rpi-lgpio's drop-in); "emulated": no hardware; "auto": rpi on a Raspberry Pi, else
+    emulated. Raises GpioError when "rpi" (or "auto" on a Pi) cannot be used: a Pi must never fall back
+    silently to emulated pins."""
+    if kind == "emulated" or (kind == "auto" and not is_raspberry_pi()):
+        from sensors.gpio.emulated import EmulatedPins
+
+        return EmulatedPins()
+    if kind in ("rpi", "auto"):
+        from sensors.gpio.rpi import RpiPins
+
+        return RpiPins()
+    raise GpioError(f"unknown GPIO backend {kind!r} (known: auto, rpi, emulated)")

@@ -1,0 +1,118 @@
+"""open_sensor's spec handling and the `python -m sensors` CLI (real subprocesses, no I2C on this machine)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sensors import NoBusError, SensorSpecError, open_sensor
+from sensors.emulated import FakeBus
+from tests.conftest import REPO
+
+NO_BUS = 97  # an I2C bus number no machine running the tests has
+
+
+def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sensors", *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"type": "bme281"}, "unknown sensor type 'bme281'"),
+        ({}, "unknown sensor type None"),
+        ({"type": "bme280", "address": 0x40}, "a bme280 can only be at 0x76, 0x77, not 0x40"),
+        ({"type": "sht31", "address": "0x4g"}, "not a number"),
+        ({"type": "mcp9808", "address": 0x20}, "0x18, 0x19"),
+        ({"type": "bme280", "bus": -1}, "bus: expected an I2C bus number"),
+        ({"type": "ds18b20"}, "device: a ds18b20 needs its 1-Wire id"),
+        ({"type": "dht22"}, "iio_device: a dht22 needs"),
+    ],
+)
+def test_bad_specs_are_named(spec: dict, message: str) -> None:
+    with pytest.raises(SensorSpecError, match=message):
+        open_sensor(spec, bus=FakeBus(1))
+
+
+def test_address_as_text_and_config_extras_are_accepted() -> None:
+    from sensors.emulated import EmulatedBme280
+
+    bus = FakeBus(1)
+    bus.attach(EmulatedBme280(0x77))
+    spec = {"id": "x", "name": "X", "type": "bme280", "address": "0x77", "interval_s": 60.0, "timeout_s": 10.0}
+    assert open_sensor(spec, bus=bus).source == "i2c:bme280@0x77"
+
+
+def test_missing_bus_device_node_is_said_plainly() -> None:
+    with pytest.raises(NoBusError, match=f"no I2C bus i2c-{NO_BUS} \\(/dev/i2c-{NO_BUS} is missing\\): enable I2C"):
+        open_sensor({"type": "bme280", "bus": NO_BUS})
+
+
+def test_scan_without_i2c_says_so_in_one_line() -> None:
+    result = run("scan", "--bus", str(NO_BUS))
+    assert "Traceback" not in result.stdout + result.stderr
+    i2c_lines = [line for line in result.stdout.splitlines() if line.startswith("I2C")]
+    assert i2c_lines == [f"I2C: no I2C bus i2c-{NO_BUS} (/dev/i2c-{NO_BUS} is missing): enable I2C with raspi-config "
+                         "or dtparam=i2c_arm=on in /boot/firmware/config.txt"]  # fmt: skip
+    assert result.returncode in (0, 1)
+
+
+def test_scan_on_demo_hardware_lists_chips_with_ids() -> None:
+    result = run("--demo", "scan")
+    assert result.returncode == 0, result.stderr
+    assert "i2c-1 0x76: BME280 (chip id 0x60) → type: bme280" in result.stdout
+    assert "i2c-1 0x44: SHT3x (status 0x8010) → type: sht31" in result.stdout
+    assert "1-Wire: 28-0316a2794aff DS18B20" in result.stdout
+
+
+def test_read_without_i2c_one_line_per_sensor(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(f"sensors:\n  - {{id: living_room, type: bme280, bus: {NO_BUS}, address: 0x76}}\n")
+    result = run("--config", str(config), "read")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        f"living_room (bme280): no I2C bus i2c-{NO_BUS} (/dev/i2c-{NO_BUS} is missing): enable I2C with raspi-config "
+        "or dtparam=i2c_arm=on in /boot/firmware/config.txt"
+    ]
+
+
+def test_read_demo_and_one_id(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("demo: true\n")
+    result = run("--config", str(config), "read")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["living_room (bme280)", "bedroom (sht31)", "outdoor (ds18b20)"]
+    assert "hPa" in lines[0]
+    assert "[i2c:sht3x@0x44]" in lines[1]
+    one = run("--config", str(config), "read", "outdoor")
+    assert one.stdout.startswith("outdoor (ds18b20): ")
+    missing = run("--config", str(config), "read", "attic")
+    assert missing.returncode == 2
+    assert "no sensor with id 'attic'" in missing.stderr
+
+
+def test_read_with_a_wrong_config_names_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("sensors:\n  - {id: x, type: bme999}\n")
+    result = run("--config", str(config), "read")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: sensors[0].type:")
+    assert "Traceback" not in result.stderr
+
+
+def test_hardware_libraries_are_not_imported_at_import_time() -> None:
+    code = (
+        "import sys, sensors, sensors.gpio, sensors.emulated, sensors.demo, sensors.scan, server.sensing\n"
+        "from sensors import bme280, sht3x, mcp9808, ds18b20, dht22\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('smbus2', 'RPi'))\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
