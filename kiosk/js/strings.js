@@ -1,0 +1,83 @@
+/** The page's own words, in English and Swedish; chosen once from the configured locale. */
+
+const WORDS = {
+  en: {
+    departures: "Departures",
+    indoors: "Sensors",
+    forecast: "Forecast",
+    strava: "Training",
+    thisWeek: "This week",
+    now: "now",
+    today: "Today",
+    tomorrow: "Tomorrow",
+    cancelled: "cancelled",
+    leaveIn: (min) => `leave in ${min} min`,
+    leaveNow: "leave now",
+    min: "min",
+    updated: (when) => `updated ${when}`,
+    offlineSince: (when) => `offline since ${when}`,
+    waiting: "waiting for data",
+    unavailable: "unavailable",
+    feelsLike: "feels like",
+    wind: "wind",
+    humidity: "humidity",
+    sunrise: "sunrise",
+    sunset: "sunset",
+    week: (n) => `week ${n}`,
+    todayRange: "today",
+    noDepartures: "no departures in the next hour",
+    noActivities: "no activities yet",
+    noSensors: "no sensors configured",
+    widgetFailed: "this part of the page failed to start",
+    rising: "rising",
+    falling: "falling",
+    steady: "steady",
+    activities: (n) => (n === 1 ? "1 activity" : `${n} activities`),
+  },
+  sv: {
+    departures: "Avgångar",
+    indoors: "Givare",
+    forecast: "Prognos",
+    strava: "Träning",
+    thisWeek: "Denna vecka",
+    now: "nu",
+    today: "Idag",
+    tomorrow: "Imorgon",
+    cancelled: "inställd",
+    leaveIn: (min) => `gå om ${min} min`,
+    leaveNow: "gå nu",
+    min: "min",
+    updated: (when) => `uppdaterad ${when}`,
+    offlineSince: (when) => `offline sedan ${when}`,
+    waiting: "väntar på data",
+    unavailable: "inte tillgänglig",
+    feelsLike: "känns som",
+    wind: "vind",
+    humidity: "fukt",
+    sunrise: "soluppgång",
+    sunset: "solnedgång",
+    week: (n) => `vecka ${n}`,
+    todayRange: "idag",
+    noDepartures: "inga avgångar inom en timme",
+    noActivities: "inga aktiviteter än",
+    noSensors: "inga givare inställda",
+    widgetFailed: "den här delen av sidan kunde inte starta",
+    rising: "stiger",
+    falling: "sjunker",
+    steady: "stadig",
+    activities: (n) => (n === 1 ? "1 aktivitet" : `${n} aktiviteter`),
+  },
+};
+
+let words = WORDS.en;
+
+/** Pick the word list for a BCP 47 locale ("sv-SE" → Swedish); anything unknown is English. */
+export function setLanguage(locale) {
+  const lang = String(locale || "").split("-")[0].toLowerCase();
+  words = WORDS[lang] || WORDS.en;
+}
+
+/** The word (or word function) for a key. */
+export function t(key) {
+  return words[key];
+}

@@ -1,0 +1,787 @@
+"""The dashboard page in real headless Chromium against a real server (demo stand-ins for the remote APIs)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import tornado.web
+from playwright import sync_api
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import IOLoop
+from tornado.netutil import bind_sockets
+
+from tests.browser import ARTIFACTS, HomeboardProcess, KioskStandin, PageProbe, launch
+
+TZ = ZoneInfo("Europe/Stockholm")
+TOKEN = "test-ingest-token-0123456789"
+XSS = '<img src=x onerror="window.__xss=1">'
+WALL_SIZES = {"1920x1080": (1920, 1080), "1280x720": (1280, 720), "800x480": (800, 480), "1080x1920": (1080, 1920)}
+
+
+def page_doc(**extra: Any) -> dict[str, Any]:
+    """A test config: English words, no night theme or daily reload to race with, two LAN sensors."""
+    doc: dict[str, Any] = {
+        "timezone": "Europe/Stockholm",
+        "page": {"locale": "en-GB", "night_from": None, "night_until": None, "reload_at": None},
+        "remote_sensors": [
+            {"id": "balcony", "name": "Balcony", "token": TOKEN},
+            {"id": "attic", "name": "Attic", "token": TOKEN, "max_age_s": 2},
+        ],
+        "history": {"commit_interval_s": 0.05},
+    }
+    doc.update(extra)
+    return doc
+
+
+@pytest.fixture(scope="module")
+def page_browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as pw:
+        browser = launch(pw)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def page_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HomeboardProcess]:
+    """One demo server shared by the tests that do not stop it."""
+    server = HomeboardProcess(tmp_path_factory.mktemp("page"), page_doc()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def page_probe(page_browser: Any) -> Iterator[Any]:
+    probes: list[PageProbe] = []
+
+    def make(width: int = 1920, height: int = 1080) -> PageProbe:
+        probe = PageProbe(page_browser, width, height)
+        probes.append(probe)
+        return probe
+
+    yield make
+    for probe in probes:
+        probe.close()
+
+
+def filled(probe: PageProbe) -> dict[str, Any]:
+    """What each widget shows right now, from the DOM."""
+    return probe.js(
+        """() => {
+        const visible = (sel) => [...document.querySelectorAll(sel)].filter((e) => !e.hidden && e.offsetParent);
+        const txt = (sel) => document.querySelector(sel)?.textContent ?? "";
+        return {
+          clock: txt(".clock-main"),
+          date: txt(".clock-date"),
+          temp: txt(".now-temp"),
+          condition: txt(".now-condition"),
+          departures: visible(".dep").map((r) => [r.querySelector(".dep-line").textContent,
+            r.querySelector(".dep-destination").textContent, r.querySelector(".dep-count").textContent]),
+          sensors: visible(".sensor").map((r) => [r.querySelector(".sensor-name").textContent,
+            r.querySelector(".sensor-temp").textContent, r.querySelector(".spark-line").getAttribute("d").length]),
+          // Rows a small screen has no room for still get their sparkline.
+          sparklines: [...document.querySelectorAll(".spark-line")].filter((p) => p.getAttribute("d")).length,
+          days: visible(".day").map((r) => r.textContent),
+          hours: visible(".hour").length,
+          activities: visible(".act").map((r) => r.textContent),
+          week: visible(".week-sport").map((r) => r.textContent),
+          body: document.body.innerText,
+        };
+      }"""
+    )
+
+
+def wait_filled(probe: PageProbe, timeout_s: float = 20) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    state: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        state = filled(probe)
+        if (
+            state["temp"] not in ("", "–")
+            and state["departures"]
+            and state["sensors"]
+            and state["sparklines"]
+            and state["days"]
+            and state["activities"]
+            and state["week"]
+        ):
+            return state
+        time.sleep(0.1)
+    raise AssertionError(f"widgets not filled in {timeout_s} s: {state}")
+
+
+def assert_clean(probe: PageProbe) -> None:
+    assert probe.page_errors == []
+    assert probe.console_errors == []
+    assert probe.csp_violations() == []
+
+
+def test_every_widget_renders_with_data(page_server: HomeboardProcess, page_probe: Any) -> None:
+    probe = page_probe().open(page_server.url + "/?wall=1")
+    state = wait_filled(probe)
+    assert re.fullmatch(r"\d\d:\d\d", state["clock"]), state["clock"]
+    assert re.search(r"\d", state["date"])
+    assert re.fullmatch(r"[-−]?\d+°", state["temp"]), state["temp"]
+    assert state["condition"] not in ("", "–")
+    line, destination, count = state["departures"][0]
+    assert line
+    assert destination
+    assert count
+    assert state["hours"] >= 3
+    assert all(re.fullmatch(r"[-−]?\d+(\.\d)?°", temp) for _name, temp, _d in state["sensors"] if temp != "–")
+    assert any(re.search(r"\d+(\.\d+)? km", a) for a in state["activities"])
+    # Never a made-up or broken value on screen.
+    for bad in ("NaN", "undefined", "null", "[object"):
+        assert bad not in state["body"], bad
+    info = probe.js(
+        "() => ({version: window.__homeboard.version, topics: [...window.__homeboard.store.topics.keys()]})"
+    )
+    assert info["version"] == page_server.get_json("/api/config")["version"]
+    assert {"weather", "departures", "strava"} <= set(info["topics"])
+    # Everything comes from Homeboard itself: the wall works with the internet down.
+    ws_url = page_server.url.replace("http://", "ws://")
+    foreign = [u for u in probe.requests if not u.startswith((page_server.url + "/", ws_url + "/", "data:"))]
+    assert foreign == []
+    assert ws_url + "/ws" in probe.requests
+    assert_clean(probe)
+
+
+def test_value_change_appears_within_500_ms(page_server: HomeboardProcess, page_probe: Any) -> None:
+    probe = page_probe().open(page_server.url)
+    wait_filled(probe)
+    status, _ = page_server.post_reading("balcony", TOKEN, {"temperature_c": 3.25})
+    assert status == 201
+    probe.wait_for("() => [...document.querySelectorAll('.sensor-temp')].some((n) => n.textContent === '3.3°')")
+    # Arm an observer, then change the value on the server and time how long until the page shows it.
+    probe.js(
+        """() => {
+          window.__seenAt = null;
+          const obs = new MutationObserver(() => {
+            const shown = [...document.querySelectorAll('.sensor-temp')].some((n) => n.textContent === '7.8°');
+            if (shown && window.__seenAt === null) window.__seenAt = Date.now();
+          });
+          obs.observe(document.querySelector('.sensors'), {childList: true, subtree: true, characterData: true});
+        }"""
+    )
+    sent_ms = time.time() * 1000
+    status, _ = page_server.post_reading("balcony", TOKEN, {"temperature_c": 7.8, "humidity_pct": 61.0})
+    assert status == 201
+    seen_ms = probe.wait_for("() => window.__seenAt", timeout_s=5)
+    latency_ms = seen_ms - sent_ms
+    print(f"ingest POST → value on screen: {latency_ms:.0f} ms")
+    assert latency_ms < 500, latency_ms
+    assert_clean(probe)
+
+
+def test_stale_topic_greys_out_and_shows_its_age(page_server: HomeboardProcess, page_probe: Any) -> None:
+    probe = page_probe().open(page_server.url)
+    wait_filled(probe)
+    status, _ = page_server.post_reading("attic", TOKEN, {"temperature_c": 12.5})
+    assert status == 201
+    updated = dt.datetime.now(TZ)
+    row = """() => [...document.querySelectorAll('.sensor')].find((r) =>
+      r.querySelector('.sensor-name').textContent === 'Attic')"""
+    probe.wait_for(f"() => ({row})()?.querySelector('.sensor-temp').textContent === '12.5°'")
+    # attic's max_age_s is 2: the server marks it stale, the page greys it and says since when.
+    stale = probe.wait_for(
+        f"""() => {{ const r = ({row})(); return r && r.classList.contains('is-stale') &&
+          r.querySelector('.sensor-status').textContent; }}""",
+        timeout_s=8,
+    )
+    expected = {updated.strftime("%H:%M"), (updated - dt.timedelta(minutes=1)).strftime("%H:%M")}
+    assert any(stale == f"updated {hhmm}" for hhmm in expected), stale
+    assert probe.js(f"() => getComputedStyle(({row})().querySelector('.sensor-now')).opacity") == "0.45"
+    assert_clean(probe)
+
+
+def test_server_down_shows_banner_then_recovers_without_reload(tmp_path: Path, page_probe: Any) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    doc = page_doc()
+    doc["remote_sensors"].append({"id": "gone", "name": "Gone", "token": TOKEN})
+    first = HomeboardProcess(tmp_path / "a", doc).start()
+    try:
+        probe = page_probe().open(first.url)
+        wait_filled(probe)
+        assert first.post_reading("gone", TOKEN, {"temperature_c": 1.5})[0] == 201
+        probe.wait_for("() => [...document.querySelectorAll('.sensor-name')].some((n) => n.textContent === 'Gone')")
+        probe.js("() => { window.__sameDocument = true; }")
+        before = filled(probe)
+        stopped_at = time.monotonic()
+        first.stop()
+        banner = probe.wait_for(
+            "() => { const b = document.getElementById('offline'); return !b.hidden && b.textContent; }",
+            timeout_s=20,
+        )
+        banner_s = time.monotonic() - stopped_at
+        print(f"server stopped → offline banner: {banner_s:.1f} s")
+        assert re.fullmatch(r"offline since \d\d:\d\d", banner), banner
+        # The last values stay on the wall while the server is away (nothing blanks, nothing changes).
+        during = filled(probe)
+        assert during["temp"] == before["temp"]
+        assert during["departures"]
+        assert during["activities"] == before["activities"]
+        assert all(re.search(r"\d", temp) for _name, temp, _d in during["sensors"]), during["sensors"]
+        probe.page.wait_for_timeout(1500)
+        assert [s[:2] for s in filled(probe)["sensors"]] == [s[:2] for s in during["sensors"]]
+    finally:
+        first.stop()
+
+    # Same port, a config without the "gone" sensor: the snapshot on reconnect replaces everything.
+    second = HomeboardProcess(tmp_path / "b", page_doc(), port=first.port)
+    restarted_at = time.monotonic()
+    second.start()
+    try:
+        probe.wait_for("() => document.getElementById('offline').hidden", timeout_s=35)
+        back_s = time.monotonic() - restarted_at
+        print(f"server restarted → page live again: {back_s:.1f} s")
+        assert probe.js("() => window.__sameDocument === true"), "the page reloaded instead of reconnecting"
+        probe.wait_for("() => ![...document.querySelectorAll('.sensor-name')].some((n) => n.textContent === 'Gone')")
+        assert second.post_reading("balcony", TOKEN, {"temperature_c": -4.0})[0] == 201
+        probe.wait_for(
+            "() => [...document.querySelectorAll('.sensor-temp')].some((n) => /^[-−]4\\.0°$/.test(n.textContent))"
+        )
+        assert probe.page_errors == []
+        assert probe.csp_violations() == []
+    finally:
+        second.stop()
+
+
+class StravaStandin:
+    """Strava's token endpoint and activity list in their real formats, with names the test chooses."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.port = 0
+        self._loop: IOLoop | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import asyncio
+
+        async def main() -> None:
+            standin = self
+
+            class Token(tornado.web.RequestHandler):
+                def post(self) -> None:
+                    self.finish(
+                        {
+                            "token_type": "Bearer",
+                            "access_token": "access-1",
+                            "refresh_token": "refresh-2",
+                            "expires_at": int(time.time()) + 21600,
+                            "expires_in": 21600,
+                        }
+                    )
+
+            class Activities(tornado.web.RequestHandler):
+                def get(self) -> None:
+                    now = dt.datetime.now(dt.UTC)
+                    items = [
+                        {
+                            "id": 900 + i,
+                            "name": name,
+                            "type": "Run",
+                            "sport_type": "Run",
+                            "start_date": (now - dt.timedelta(hours=2 + i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                            "start_date_local": (now - dt.timedelta(hours=2 + i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                            "distance": 5000.0 + i,
+                            "moving_time": 1500,
+                            "elapsed_time": 1600,
+                            "total_elevation_gain": 12.0,
+                            "average_heartrate": 150.0,
+                        }
+                        for i, name in enumerate(standin.names)
+                    ]
+                    self.set_header("Content-Type", "application/json")
+                    self.finish(json.dumps(items))
+
+            app = tornado.web.Application([(r"/oauth/token", Token), (r"/api/v3/athlete/activities", Activities)])
+            server = HTTPServer(app)
+            sockets = bind_sockets(0, "127.0.0.1")
+            server.add_sockets(sockets)
+            self.port = sockets[0].getsockname()[1]
+            self._loop = IOLoop.current()
+            self._stop = asyncio.Event()
+            self._ready.set()
+            await self._stop.wait()
+            server.stop()
+
+        asyncio.run(main())
+
+    def start(self) -> StravaStandin:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.add_callback(self._stop.set)
+            self._thread.join(10)
+
+
+def test_third_party_strings_render_as_text_and_run_nothing(tmp_path: Path, page_probe: Any) -> None:
+    strava = StravaStandin([XSS, "</script><script>window.__xss=2</script>", "\u202eevil.exe"]).start()
+    base = f"http://127.0.0.1:{strava.port}"
+    doc = page_doc(
+        sources={
+            "strava": {
+                "client_id": "1",
+                "client_secret": "test-secret",
+                "refresh_token": "refresh-1",
+                "base_url": base + "/api/v3",
+                "token_url": base + "/oauth/token",
+            }
+        },
+        remote_sensors=[{"id": "evil", "name": XSS, "token": TOKEN}],
+    )
+    server = HomeboardProcess(tmp_path, doc, demo=False).start()
+    try:
+        assert server.post_reading("evil", TOKEN, {"temperature_c": 20.0})[0] == 201
+        probe = page_probe().open(server.url)
+        names = probe.wait_for(
+            "() => { const n = [...document.querySelectorAll('.act-name')].filter((e) => e.textContent)"
+            ".map((e) => e.textContent); return n.length ? n : null; }",
+            timeout_s=20,
+        )
+        assert XSS in names
+        assert "</script><script>window.__xss=2</script>" in names
+        probe.wait_for(
+            "() => [...document.querySelectorAll('.sensor-name')].some((n) => n.textContent.includes('<img'))"
+        )
+        time.sleep(0.5)  # give an injected onerror every chance to fire
+        assert probe.js("() => window.__xss") is None
+        # Shown as text: no element was made from the strings.
+        assert probe.js("() => document.querySelectorAll('.act-name *, .sensor-name *, img[src=x]').length") == 0
+        assert_clean(probe)
+    finally:
+        server.stop()
+        strava.stop()
+
+
+def test_screenshots_fit_without_scrolling(page_server: HomeboardProcess, page_probe: Any) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for name, (width, height) in WALL_SIZES.items():
+        probe = page_probe(width, height).open(page_server.url + "/?wall=1")
+        wait_filled(probe)
+        probe.page.wait_for_timeout(300)  # late icons and the lists' fit pass
+        probe.page.screenshot(path=str(ARTIFACTS / f"page-{name}.png"))
+        geometry = probe.js(
+            """() => ({
+              scroll: [document.documentElement.scrollWidth, document.documentElement.scrollHeight],
+              widgets: [...document.querySelectorAll('section.w')].map((s) => {
+                const r = s.getBoundingClientRect();
+                return [s.dataset.widget, Math.round(r.left), Math.round(r.top), Math.round(r.right),
+                  Math.round(r.bottom), Math.round(r.width), Math.round(r.height)];
+              }),
+            })"""
+        )
+        assert geometry["scroll"] == [width, height], (name, geometry)
+        for widget, left, top, right, bottom, w, h in geometry["widgets"]:
+            assert (left, top) >= (0, 0), (name, widget)
+            assert right <= width, (name, widget)
+            assert bottom <= height, (name, widget)
+            assert min(w, h) > 100, (name, widget, w, h)
+        assert_clean(probe)
+    phone = page_probe(390, 844).open(page_server.url + "/?wall=0")
+    wait_filled(phone)
+    phone.page.screenshot(path=str(ARTIFACTS / "page-phone-390x844.png"), full_page=True)
+    columns = phone.js(
+        "() => new Set([...document.querySelectorAll('section.w')]"
+        ".map((s) => Math.round(s.getBoundingClientRect().left))).size"
+    )
+    assert columns == 1  # one column on a phone
+    assert phone.js("() => document.documentElement.scrollWidth") == 390
+
+
+def test_one_broken_widget_does_not_blank_the_wall(page_server: HomeboardProcess, page_probe: Any) -> None:
+    probe = page_probe()
+    probe.page.route(
+        "**/js/widgets/strava.js",
+        lambda route: route.fulfill(body="export const = ;", status=200, content_type="text/javascript"),
+    )
+    probe.open(page_server.url)
+    state = probe.wait_for(
+        "() => document.querySelector('.w-strava.is-broken') && document.querySelector('.now-temp').textContent"
+    )
+    assert state not in ("", "–")
+    assert probe.js("() => document.querySelectorAll('.sensor').length") > 0
+
+
+# ---------------------------------------------------------------- client behaviours, against a scripted stand-in
+# The real server cannot be made to change its version or ask for a reload on cue; this stand-in serves the real
+# kiosk/ files through the real PageStaticHandler (CSP included) and scripts /ws and /api/config.
+
+STANDIN_PAGE = {
+    "title": "Homeboard",
+    "locale": "en-GB",
+    "clock_24h": True,
+    "night_from": None,
+    "night_until": None,
+    "widgets": ["clock", "sensors"],
+    "large": [],
+    "reload_at": None,
+}
+
+
+@pytest.fixture
+def page_standin() -> Iterator[Any]:
+    standins: list[KioskStandin] = []
+
+    def make(**page: Any) -> KioskStandin:
+        standin = KioskStandin({**STANDIN_PAGE, **page}).start()
+        standins.append(standin)
+        return standin
+
+    yield make
+    for standin in standins:
+        standin.stop()
+
+
+def wait_py(predicate: Any, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_heartbeat_says_role_version_and_render_time(page_standin: Any, page_probe: Any) -> None:
+    standin = page_standin()
+    page_probe().open(standin.url + "/?wall=1")
+    wait_py(lambda: standin.heartbeats)
+    beat = standin.heartbeats[0]
+    assert beat["type"] == "heartbeat"
+    assert beat["role"] == "wall"
+    assert beat["version"] == "1.0.0"
+    rendered = dt.datetime.fromisoformat(beat["rendered_at"].replace("Z", "+00:00"))
+    assert abs((dt.datetime.now(dt.UTC) - rendered).total_seconds()) < 90
+    page_probe().open(standin.url + "/?wall=0")
+    wait_py(lambda: any(b["role"] == "viewer" for b in standin.heartbeats))
+    assert set(beat) == {"type", "role", "version", "rendered_at"}
+
+
+def test_new_server_version_reloads_the_page(page_standin: Any, page_probe: Any) -> None:
+    standin = page_standin()
+    probe = page_probe().open(standin.url)
+    wait_py(lambda: standin.connects == 1)
+    probe.js("() => { window.__before = true; }")
+    # Same version back after a restart: reconnect, no reload.
+    standin.drop_clients()
+    wait_py(lambda: standin.connects == 2)
+    probe.page.wait_for_timeout(300)
+    assert probe.js("() => window.__before === true")
+    # A new version: the page reloads itself and shows what the new server serves.
+    standin.version = "1.1.0"
+    standin.drop_clients()
+    probe.wait_for("() => window.__before === undefined && window.__homeboard?.version === '1.1.0'", timeout_s=15)
+    assert standin.config_requests == 2
+    assert probe.page_errors == []
+
+
+def test_reload_command_from_the_server(page_standin: Any, page_probe: Any) -> None:
+    standin = page_standin()
+    probe = page_probe().open(standin.url)
+    wait_py(lambda: standin.sockets)
+    probe.js("() => { window.__before = true; }")
+    standin.send({"type": "reload"})
+    probe.wait_for("() => window.__before === undefined && document.body.dataset.ready === '1'")
+    # Asked again at once: refused, so a confused server cannot put the wall in a reload loop.
+    wait_py(lambda: standin.connects >= 2)
+    probe.js("() => { window.__again = true; }")
+    standin.send({"type": "reload"})
+    probe.page.wait_for_timeout(500)
+    assert probe.js("() => window.__again === true")
+
+
+def hhmm(moment: dt.datetime) -> str:
+    return moment.strftime("%H:%M")
+
+
+def test_night_theme_follows_the_schedule(page_standin: Any, page_probe: Any) -> None:
+    now = dt.datetime.now(TZ)
+    night = page_standin(night_from=hhmm(now - dt.timedelta(minutes=5)), night_until=hhmm(now + dt.timedelta(hours=2)))
+    day = page_standin(night_from=hhmm(now + dt.timedelta(hours=2)), night_until=hhmm(now + dt.timedelta(hours=3)))
+    assert page_probe().open(night.url).js("() => document.body.dataset.theme") == "night"
+    assert page_probe().open(day.url).js("() => document.body.dataset.theme") == "day"
+
+
+def test_daily_reload_only_when_the_server_answers(page_standin: Any, page_probe: Any) -> None:
+    start = dt.datetime.now(TZ).replace(hour=3, minute=56, second=30, microsecond=0)
+    for healthy in (False, True):
+        standin = page_standin(reload_at="04:00")
+        standin.healthy = healthy
+        probe = page_probe()
+        probe.page.clock.install(time=start)
+        probe.open(standin.url)
+        probe.js("() => { window.__before = true; }")
+        # To just past 04:00 on the page's clock (not further: the /healthz request's 5 s timeout runs on it too).
+        probe.page.clock.run_for(210_000 + 200)
+        probe.page.wait_for_timeout(500)
+        if healthy:
+            probe.wait_for("() => window.__before === undefined && document.body.dataset.ready === '1'")
+            assert standin.config_requests == 2
+        else:
+            assert probe.js("() => window.__before === true"), "reloaded although /healthz failed"
+            assert standin.config_requests == 1
+
+
+def test_formatting_and_rules_in_the_browser(page_standin: Any, page_probe: Any) -> None:
+    """The pure parts of the page (formatting, countdown, trend, back-off, schedules, states), run by Chromium."""
+    probe = page_probe().open(page_standin().url)
+    r = probe.js(
+        """async () => {
+          const f = await import('/js/format.js');
+          const sched = await import('/js/schedule.js');
+          const sock = await import('/js/socket.js');
+          const dep = await import('/js/widgets/departures.js');
+          const sen = await import('/js/widgets/sensors.js');
+          const strava = await import('/js/widgets/strava.js');
+          const card = await import('/js/card.js');
+          f.configure({locale: 'en-GB', timeZone: 'Europe/Stockholm', clock24h: true});
+          const now = Date.parse('2026-11-25T14:05:00+01:00');
+          const H = 3600000;
+          const out = {
+            temps: [f.temperature(-0.4), f.temperature(NaN), f.temperature('5'), f.temperature(21.46, 1),
+                    f.temperature(null), f.temperature(Infinity), f.temperature(-3)],
+            percent: f.percent(40.4),
+            windEn: f.wind(36),
+            wall: [f.wallTime('07:58 PM'), f.wallTime('2026-11-25T08:30:00+01:00'), f.wallTime('bogus'),
+                   f.wallTime('25:00'), f.wallTime(undefined)],
+            pace: [f.paceOrSpeed('Run', 10, 3000), f.paceOrSpeed('Ride', 20, 3600), f.paceOrSpeed('Swim', 1.5, 1800),
+                   f.paceOrSpeed('Run', 0, 100), f.paceOrSpeed('Walk', 5, null)],
+            duration: [f.duration(3720), f.duration(2700), f.duration(-1)],
+            distance: [f.distanceKm(8.42), f.distanceKm(0), f.distanceKm(123.4)],
+            week: [f.isoWeek(Date.parse('2026-01-01T12:00:00+01:00')), f.isoWeek(Date.parse('2024-12-30T12:00:00Z')),
+                   f.isoWeek(now)],
+            since: [f.since(now - 60000, now), f.since(now - 2 * 24 * H, now), f.since(now - 30 * 24 * H, now)],
+            hr: [f.heartRate(null), f.heartRate(151.6)],
+            dayKey: f.dayKey(Date.parse('2026-11-25T23:30:00Z')),
+            night: [sched.inRange(23 * 60, 22 * 60, 390), sched.inRange(5 * 60, 22 * 60, 390),
+                    sched.inRange(7 * 60, 22 * 60, 390), sched.inRange(12 * 60, null, 390),
+                    sched.inRange(13 * 60, 12 * 60, 14 * 60), sched.hhmm('24:00'), sched.hhmm('7:05')],
+            backoff: [sock.backoffMs(0, () => 0), sock.backoffMs(0, () => 1), sock.backoffMs(3, () => 1),
+                      sock.backoffMs(20, () => 0), sock.backoffMs(20, () => 1)],
+            countdown: [dep.countdown(now + 10000, now), dep.countdown(now + 272000, now),
+                        dep.countdown(now + 34 * 60000, now), dep.countdown(now + 2 * H, now)],
+            trend: [sen.trend([{ms: now - H, c: 20}, {ms: now, c: 21}])?.glyph,
+                    sen.trend([{ms: now - H, c: 20}, {ms: now, c: 20.05}])?.glyph,
+                    sen.trend([{ms: now - H, c: 20}, {ms: now, c: 19.7}])?.glyph,
+                    sen.trend([{ms: now - 60000, c: 20}, {ms: now, c: 25}])],
+            spark: [sen.sparkPath([{ms: now - 3 * H, c: 1}, {ms: now - 2.9 * H, c: 2}, {ms: now - 0.5 * H, c: 3},
+                                   {ms: now, c: 4}], now),
+                    sen.sparkPath([{ms: now - 60000, c: 1}, {ms: now, c: 30}], now)],
+            icons: [strava.sportIcon('TrailRun'), strava.sportIcon('EBikeRide'), strava.sportIcon('Kitesurf'),
+                    strava.sportIcon(undefined)],
+            states: [card.describe(undefined),
+                     card.describe({data: null, status: 'unavailable', error: 'no data yet', updated_at: null}),
+                     card.describe({data: null, status: 'unavailable', error: 'Strava needs re-authorizing',
+                                    updated_at: '2026-11-25T12:00:00+01:00'}),
+                     card.describe({data: {}, status: 'ok', stale: true, error: null,
+                                    updated_at: new Date(Date.now() - 60000).toISOString()}),
+                     card.describe({data: {}, status: 'error', stale: false, error: 'timed out', updated_at: null}),
+                     card.describe({data: {}, status: 'ok', stale: false, error: null, updated_at: null})],
+          };
+          f.configure({locale: 'sv-SE', timeZone: 'Europe/Stockholm', clock24h: false});
+          out.sv = [f.wind(36), f.temperature(-3.25, 1), f.clockParts(now)];
+          return out;
+        }"""
+    )
+    assert r["temps"] == ["0°", "–", "–", "21.5°", "–", "–", "-3°"]
+    assert r["percent"] == "40 %"
+    assert r["windEn"] == "36 km/h"
+    assert r["wall"] == ["19:58", "08:30", "–", "–", "–"]
+    assert r["pace"] == ["5:00 /km", "20.0 km/h", "2:00 /100 m", "–", "–"]
+    assert r["duration"] == ["1:02 h", "45 min", "–"]
+    assert r["distance"] == ["8.4 km", "–", "123 km"]
+    assert r["week"] == [1, 1, 48]
+    assert r["since"][0] == "14:04"
+    assert re.fullmatch(r"Mon 14:05", r["since"][1]), r["since"]
+    assert re.fullmatch(r"\w+ 26 Oct 14:05|Sun 26 Oct 14:05", r["since"][2]), r["since"]
+    assert r["hr"] == ["–", "152"]
+    assert r["dayKey"] == "2026-11-26"  # 23:30 UTC is already tomorrow in Stockholm
+    assert r["night"] == [True, True, False, False, True, None, 425]
+    assert r["backoff"] == [500, 1000, 8000, 15000, 30000]
+    assert [c["main"] + c["unit"] for c in r["countdown"]] == ["now", "4:32", "34min", "16:05"]
+    assert r["trend"] == ["↑", "→", "↘", None]
+    assert r["spark"][0].count("M") == 2  # a 2.4 h hole breaks the line instead of drawing a made-up slope
+    assert r["spark"][1] == ""  # two readings a minute apart are not a trend
+    assert r["icons"] == [
+        "/icons/sport-run.svg",
+        "/icons/sport-ride.svg",
+        "/icons/sport-generic.svg",
+        "/icons/sport-generic.svg",
+    ]
+    kinds = [s["kind"] for s in r["states"]]
+    assert kinds == ["waiting", "waiting", "unavailable", "stale", "error", "ok"]
+    assert r["states"][2]["text"] == "Strava needs re-authorizing"
+    assert re.fullmatch(r"updated \d\d:\d\d", r["states"][3]["text"])
+    assert r["states"][4]["text"] == "timed out"
+    assert r["sv"][0] == "10 m/s"
+    assert r["sv"][1] == "−3,3°"  # sv-SE: decimal comma and a real minus sign
+    assert r["sv"][2]["suffix"] != ""  # 12 h clock: AM/PM shown apart from the digits
+
+
+def iso_in(seconds: float) -> str:
+    return (dt.datetime.now(TZ) + dt.timedelta(seconds=seconds)).isoformat(timespec="seconds")
+
+
+def topic(data: dict[str, Any], **state: Any) -> dict[str, Any]:
+    return {"data": data, "updated_at": iso_in(0), "stale": False, "status": "ok", "error": None, **state}
+
+
+def test_hostile_strings_alerts_and_screen_off(page_standin: Any, page_probe: Any) -> None:
+    long = "Å" * 10_000
+    weird = [XSS, "\u202eevil.exe", "👩‍👩‍👧‍👦 family", "javascript:alert(1)", long]
+    standin = page_standin(widgets=["clock", "weather", "departures", "sensors", "forecast", "strava"])
+    standin.topics = {
+        "weather": topic(
+            {
+                "location": long,
+                "current": {"temperature_c": 2.0, "condition": long, "icon": "../../etc/passwd", "wind_kph": None},
+                "days": [{"date": "2026-11-25", "max_c": 5, "min_c": -1, "icon": "snow", "condition": XSS}],
+                "hours": [],
+                "alerts": [
+                    {"headline": XSS + long, "severity": "Severe", "event": "", "expires": iso_in(3600), "desc": long},
+                    {"headline": "Expired", "severity": "Minor", "event": "Old", "expires": iso_in(-60), "desc": ""},
+                ],
+            }
+        ),
+        "departures": topic(
+            {
+                "site_name": long,
+                "stop_deviations": [long],
+                "departures": [
+                    {
+                        "line": name[:40],
+                        "transport_mode": "<script>",
+                        "destination": name,
+                        "expected": iso_in(300 + i),
+                        "deviations": [name],
+                        "cancelled": False,
+                    }
+                    for i, name in enumerate(weird)
+                ],
+            }
+        ),
+        "strava": topic(
+            {
+                "activities": [
+                    {"id": i, "name": name, "sport_type": name, "distance_km": 5.0, "moving_time_s": 1500}
+                    for i, name in enumerate(weird)
+                ],
+                "week_by_sport": {name: {"distance_km": 1.0, "moving_time_s": 60, "count": 1} for name in weird},
+            }
+        ),
+        "sensor/x": topic({"name": long, "temperature_c": 20.0, "measured_at": iso_in(0)}),
+        "display": topic({"power": "off", "reason": "schedule"}),
+    }
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    wall = page_probe(1280, 720).open(standin.url + "/?wall=1")
+    wall.wait_for("() => document.querySelectorAll('.act:not([hidden])').length > 0")
+    wall.page.wait_for_timeout(300)
+    # The server said the screen is off: the wall goes dark even if the panel stays lit.
+    assert wall.js("() => document.body.dataset.display") == "off"
+    assert wall.js("() => getComputedStyle(document.querySelector('.board')).visibility") == "hidden"
+    wall.js("() => { document.body.dataset.display = 'on'; }")
+    wall.page.screenshot(path=str(ARTIFACTS / "page-hostile-strings.png"))
+    geometry = wall.js(
+        """() => ({
+          page: [document.documentElement.scrollWidth, document.documentElement.scrollHeight],
+          sections: [...document.querySelectorAll('section.w, #alerts')].map((s) => {
+            const r = s.getBoundingClientRect();
+            return [s.dataset.widget || s.id, Math.round(r.right), Math.round(r.bottom)];
+          }),
+          overflowing: [...document.querySelectorAll('section.w')].filter((s) => s.scrollWidth > s.clientWidth + 1
+            || s.scrollHeight > s.clientHeight + 1).map((s) => s.dataset.widget),
+          sensorShown: [...document.querySelectorAll('.sensor')].some((r) => !r.hidden),
+          alerts: [...document.querySelectorAll('.alert:not([hidden]) .alert-headline')].map((n) => n.textContent),
+          icon: document.querySelector('.now-icon').hidden,
+          badges: [...document.querySelectorAll('.dep-badge')].map((b) => b.className),
+        })"""
+    )
+    assert geometry["page"] == [1280, 720], geometry  # no text pushes the page wider or taller
+    for name, right, bottom in geometry["sections"]:
+        assert right <= 1280, name
+        assert bottom <= 720, name
+    assert geometry["overflowing"] == []  # nothing sticks out of its card
+    assert geometry["sensorShown"] is True  # a 10 kB name is cut, not allowed to push its row out
+    assert geometry["alerts"] == [XSS + long]  # the expired alert is gone, the live one is text
+    assert geometry["icon"] is True  # an icon name that is not ours is not loaded
+    assert all(c.startswith("dep-badge mode-other") for c in geometry["badges"][:5])
+    assert wall.js("() => window.__xss") is None
+    # The stand-in has no history endpoint: its 404 is the one error allowed (the page carries on without it).
+    wall.console_errors = [e for e in wall.console_errors if "/api/sensors/x/history" not in e]
+    assert_clean(wall)
+    # A phone viewer keeps showing the page when the wall's screen is off.
+    viewer = page_probe(390, 844).open(standin.url + "/?wall=0")
+    assert viewer.js("() => document.body.dataset.display") == "on"
+
+
+def test_departures_tick_every_second_on_the_page_clock(page_standin: Any, page_probe: Any) -> None:
+    standin = page_standin(widgets=["clock", "departures"])
+
+    def departure(line: str, in_s: float, **extra: Any) -> dict[str, Any]:
+        return {
+            "line": line,
+            "transport_mode": "METRO",
+            "destination": f"To {line}",
+            "scheduled": iso_in(in_s),
+            "expected": iso_in(in_s),
+            "cancelled": False,
+            "deviations": [],
+            **extra,
+        }
+
+    standin.topics = {
+        "departures": topic(
+            {
+                "site_name": "Odenplan",
+                "walk_time_min": 4,
+                "stop_deviations": ["Lift out of service"],
+                "departures": [
+                    departure("gone", -40),  # left 40 s ago: the page drops it without the server
+                    departure("17", 300, leave_in_min=1),
+                    departure("18", 600, cancelled=True, deviations=["Signal failure"]),
+                    departure("19", 40 * 60),
+                ],
+            }
+        )
+    }
+    probe = page_probe().open(standin.url)
+    rows = probe.wait_for(
+        """() => { const r = [...document.querySelectorAll('.dep')].filter((e) => !e.hidden).map((e) => [
+          e.querySelector('.dep-line').textContent, e.querySelector('.dep-count').textContent,
+          e.querySelector('.dep-unit').textContent, e.querySelector('.dep-leave').textContent,
+          e.classList.contains('is-cancelled')]); return r.length ? r : null; }"""
+    )
+    assert [r[0] for r in rows] == ["17", "18", "19"]
+    assert re.fullmatch(r"4:5\d|5:00", rows[0][1]), rows
+    assert rows[0][3] == "leave in 1 min"
+    assert rows[1][1:3] == ["cancelled", ""]
+    assert rows[1][4] is True
+    assert rows[2][1:3] == ["40", "min"]
+    # Record every countdown change for 2.5 s: the server sends nothing in that time.
+    changes = probe.js(
+        """() => new Promise((resolve) => {
+          const node = [...document.querySelectorAll('.dep')].find((r) => !r.hidden).querySelector('.dep-count');
+          const seen = [];
+          const obs = new MutationObserver(() => seen.push(node.textContent));
+          obs.observe(node, {childList: true, subtree: true, characterData: true});
+          setTimeout(() => { obs.disconnect(); resolve(seen); }, 2500);
+        })"""
+    )
+    assert len(changes) >= 2, changes
+    seconds = [int(m) * 60 + int(s) for m, s in (c.split(":") for c in changes)]
+    assert all(b == a - 1 for a, b in itertools.pairwise(seconds)), changes
+    assert probe.text(".dep-notice") == "Lift out of service"
+    assert_clean(probe)
