@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 
 from tornado.httpserver import HTTPServer
@@ -211,7 +212,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"homeboard: config error: {err}", file=sys.stderr)
         return 2
     setup_logging(os.environ.get("HOMEBOARD_LOG_LEVEL", cfg.log_level))
-    return asyncio.run(serve(cfg))
+    rc = asyncio.run(serve(cfg))
+    stuck = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if stuck:
+        # A worker blocked in I/O (a dripping upstream, a hung bus) would make the interpreter wait for it at
+        # exit: state is saved and the database closed by now, so leave without joining them.
+        log.warning("exiting with %d blocked worker threads: %s", len(stuck), ", ".join(stuck[:5]))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    return rc
 
 
 if __name__ == "__main__":

@@ -127,6 +127,18 @@ class PageStaticHandler(tornado.web.StaticFileHandler):
         self.finish(f"{status_code} {self._reason}\n")
 
 
+class DebugBlockHandler(BaseHandler):
+    """GET /debug/block?s=N blocks the event loop N seconds: the fault suite's hung loop (watchdog test).
+
+    Routed only when HOMEBOARD_DEBUG_ROUTES=1 is in the environment; no unit or config sets it.
+    """
+
+    def get(self) -> None:
+        seconds = min(float(self.get_argument("s", "1")), 120.0)
+        time.sleep(seconds)  # deliberately on the loop thread
+        self.write_json({"blocked_s": seconds})
+
+
 class NotFoundHandler(BaseHandler):
     def prepare(self) -> None:
         raise tornado.web.HTTPError(404)
