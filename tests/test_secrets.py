@@ -31,7 +31,13 @@ ISSUED = {"access": "cnryAccessIssued3b6f", "refresh": "cnryRefreshRotated2c9d"}
 def forms(secret: str) -> set[str]:
     """Every way a secret could leak in text."""
     b64 = base64.b64encode(secret.encode()).decode()
-    return {secret, urllib.parse.quote(secret), b64, b64.rstrip("="), base64.urlsafe_b64encode(secret.encode()).decode()}
+    return {
+        secret,
+        urllib.parse.quote(secret),
+        b64,
+        b64.rstrip("="),
+        base64.urlsafe_b64encode(secret.encode()).decode(),
+    }
 
 
 class Upstream:
@@ -58,14 +64,27 @@ class Upstream:
         return Reply(200, world.forecast_payload(time.time(), 3, query="Stockholm", alerts=True, aqi=False))
 
     def token(self, req: Recorded) -> Reply:
-        return Reply(200, {"token_type": "Bearer", "access_token": ISSUED["access"], "expires_at": int(time.time()) + 21600,
-                           "expires_in": 21600, "refresh_token": ISSUED["refresh"]})
+        return Reply(
+            200,
+            {
+                "token_type": "Bearer",
+                "access_token": ISSUED["access"],
+                "expires_at": int(time.time()) + 21600,
+                "expires_in": 21600,
+                "refresh_token": ISSUED["refresh"],
+            },
+        )
 
     def activities(self, req: Recorded) -> Reply:
         self.activity_calls += 1
         if self.activity_calls == 2:  # the access token was revoked: a refresh must follow
-            return Reply(401, {"message": "Authorization Error",
-                               "errors": [{"resource": "Athlete", "field": "access_token", "code": "invalid"}]})
+            return Reply(
+                401,
+                {
+                    "message": "Authorization Error",
+                    "errors": [{"resource": "Athlete", "field": "access_token", "code": "invalid"}],
+                },
+            )
         now = time.time()
         return Reply(200, world.activities_between(now - 14 * 86400, now, now)[::-1])
 
@@ -81,9 +100,14 @@ def test_no_secret_reaches_a_browser_a_log_line_or_healthz(tmp_path: Path) -> No
         "sources": {
             "weather": {"api_key": "${WEATHERAPI_KEY}", "base_url": up.api.url("/weather/v1"), "interval_s": 1},
             "departures": {"site_id": 9192, "base_url": up.api.url("/sl/v1"), "interval_s": 1},
-            "strava": {"client_id": "42", "client_secret": "${STRAVA_CLIENT_SECRET}",
-                       "refresh_token": "${STRAVA_REFRESH_TOKEN}", "interval_s": 1,
-                       "base_url": up.api.url("/strava/api/v3"), "token_url": up.api.url("/strava/oauth/token")},
+            "strava": {
+                "client_id": "42",
+                "client_secret": "${STRAVA_CLIENT_SECRET}",
+                "refresh_token": "${STRAVA_REFRESH_TOKEN}",
+                "interval_s": 1,
+                "base_url": up.api.url("/strava/api/v3"),
+                "token_url": up.api.url("/strava/oauth/token"),
+            },
         },
         "remote_sensors": [{"id": "balcony", "token": "${BALCONY_TOKEN}"}],
         "display": {"token": "${DISPLAY_TOKEN}"},
@@ -118,18 +142,37 @@ def test_no_secret_reaches_a_browser_a_log_line_or_healthz(tmp_path: Path) -> No
         assert up.weather_calls >= 4, "the weather poller went through 401, 500 and the redirect"
         assert up.activity_calls >= 3, "Strava went through a 401 and a refresh"
         # Crawl every route, with right and wrong credentials where there are any.
-        for path in ("/", "/api/state", "/api/config", "/healthz", "/metrics", "/api/display",
-                     "/api/sensors/balcony/history", "/index.html", "/js/main.js", "/nope", "/api/nope"):
+        for path in (
+            "/",
+            "/api/state",
+            "/api/config",
+            "/healthz",
+            "/metrics",
+            "/api/display",
+            "/api/sensors/balcony/history",
+            "/index.html",
+            "/js/main.js",
+            "/nope",
+            "/api/nope",
+        ):
             fetch(path)
         good = {"Authorization": f"Bearer {CANARIES['BALCONY_TOKEN']}", "Content-Type": "application/json"}
         bad = {"Authorization": f"Bearer {CANARIES['BALCONY_TOKEN']}x"}
         fetch("/api/sensors/balcony/readings", data=b'{"temperature_c": 3.5}', method="POST", headers=good)
         fetch("/api/sensors/balcony/readings", data=b'{"temperature_c": NaN}', method="POST", headers=good)
         fetch("/api/sensors/balcony/readings", data=b'{"temperature_c": 3.5}', method="POST", headers=bad)
-        fetch("/api/display", data=b'{"power": "maybe"}', method="POST",
-              headers={"Authorization": f"Bearer {CANARIES['DISPLAY_TOKEN']}"})
-        fetch("/api/display", data=b'{"power": "on"}', method="POST",
-              headers={"Authorization": f"Bearer {CANARIES['DISPLAY_TOKEN'][:-1]}"})
+        fetch(
+            "/api/display",
+            data=b'{"power": "maybe"}',
+            method="POST",
+            headers={"Authorization": f"Bearer {CANARIES['DISPLAY_TOKEN']}"},
+        )
+        fetch(
+            "/api/display",
+            data=b'{"power": "on"}',
+            method="POST",
+            headers={"Authorization": f"Bearer {CANARIES['DISPLAY_TOKEN'][:-1]}"},
+        )
         fetch(f"/api/state?token={CANARIES['BALCONY_TOKEN']}&key=x")  # even a secret in a URL is not logged back
     finally:
         srv.stop()
