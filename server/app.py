@@ -18,6 +18,7 @@ from server import __version__
 from server.config import Config
 from server.handlers import (
     ConfigHandler,
+    DebugBlockHandler,
     HealthHandler,
     MetricsHandler,
     NotFoundHandler,
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 KIOSK_DIR = Path(__file__).resolve().parent.parent / "kiosk"
 
 # Feature modules: each has install(services) -> list of routes. Order matters only for route precedence.
-FEATURES: tuple[str, ...] = ()
+FEATURES: tuple[str, ...] = ("server.sensing", "server.remote", "server.display", "server.wallwatch", "server.mqtt")
 
 LAST_STATE_SAVE_S = 10.0
 MAX_INCOMING_WS_BYTES = 4096
@@ -89,6 +90,7 @@ def make_app(services: Services, feature_routes: list[Any] | None = None) -> tor
         (r"/metrics", MetricsHandler, {"services": services}),
         (r"/ws", LiveSocket, ws_kwargs),
         *(feature_routes or []),
+        *([(r"/debug/block", DebugBlockHandler)] if os.environ.get("HOMEBOARD_DEBUG_ROUTES") == "1" else []),
         (r"/api/.*", NotFoundHandler),
         (r"/(.*)", PageStaticHandler, {"path": str(KIOSK_DIR), "default_filename": "index.html"}),
     ]

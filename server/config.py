@@ -196,6 +196,78 @@ class PageConfig:
     reload_at: str | None = "04:00"  # daily reload to cap browser memory
 
 
+MqttPreset = Literal["zigbee2mqtt", "tasmota", "esphome", "json", "plain"]
+
+
+@dataclass(frozen=True)
+class MqttTlsConfig:
+    ca_certs: str | None = None  # CA bundle that signed the broker's certificate (null: the system CAs)
+    certfile: str | None = None  # client certificate, when the broker asks for one
+    keyfile: str | None = None
+    insecure: bool = False  # true skips the host name check (never by default)
+
+
+@dataclass(frozen=True)
+class MqttSensorConfig:
+    """A sensor whose readings arrive on MQTT topics (server/mqtt/payloads.py parses them)."""
+
+    id: str
+    topic: str
+    preset: MqttPreset = "json"
+    name: str = ""
+    temperature_field: str | None = None  # JSON field (dotted path); null: the preset's default
+    humidity_field: str | None = None
+    pressure_field: str | None = None
+    battery_field: str | None = None
+    time_field: str | None = None  # when the device measured (ISO 8601 with offset, or epoch s/ms)
+    humidity_topic: str | None = None  # esphome / plain: the other values come on topics of their own
+    pressure_topic: str | None = None
+    battery_topic: str | None = None
+    availability_topic: str | None = None  # null: the preset's (zigbee2mqtt .../availability, tasmota LWT, ...)
+    max_age_s: float = 3600.0
+
+
+@dataclass(frozen=True)
+class HomeAssistantConfig:
+    enabled: bool = False
+    discovery_prefix: str = "homeassistant"
+    node_id: str | None = None  # default: homeboard_<mqtt.name>
+
+
+MqttRole = Literal["standalone", "leader", "follower"]
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str = "localhost"
+    port: int = 1883
+    name: str = "wall"  # this display's name: base topic homeboard/<name>, client id homeboard-<name>
+    base_topic: str | None = None  # default homeboard/<name>
+    client_id: str | None = None  # default homeboard-<name>
+    username: str | None = None
+    password: str | None = None  # as "${MQTT_PASSWORD}"
+    tls: MqttTlsConfig | None = None
+    protocol: Literal["mqttv5", "mqttv311"] = "mqttv5"
+    keepalive_s: int = 30
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 60.0
+    session_expiry_s: int = 86400  # the broker keeps our subscriptions and queued QoS 1 messages this long
+    role: MqttRole = "standalone"
+    leader: str | None = None  # follower: the leader's base topic, e.g. homeboard/kitchen
+    share_topics: tuple[str, ...] = ("weather", "departures", "strava", "sensor/*")
+    follow_max_age_s: float | None = None  # follower: null = each topic's max age as the leader sends it
+    sensors: tuple[MqttSensorConfig, ...] = ()
+    home_assistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
+
+    @property
+    def base(self) -> str:
+        return self.base_topic or f"homeboard/{self.name}"
+
+    @property
+    def client(self) -> str:
+        return self.client_id or f"homeboard-{self.name}"
+
+
 @dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -212,6 +284,7 @@ class Config:
     display: DisplayConfig = field(default_factory=DisplayConfig)
     wall: WallConfig = field(default_factory=WallConfig)
     page: PageConfig = field(default_factory=PageConfig)
+    mqtt: MqttConfig | None = None
 
 
 # ---------------------------------------------------------------- loading
@@ -430,6 +503,8 @@ def _check(cfg: Config) -> None:
             if name not in PAGE_WIDGETS:
                 known = ", ".join(PAGE_WIDGETS)
                 raise ConfigError(f"page.{key}[{i}]: unknown widget {_describe(name)} (known: {known})")
+    if cfg.mqtt is not None:
+        _check_mqtt(cfg.mqtt, seen)
 
 
 def _check_remote_sources(sources: SourcesConfig) -> None:
@@ -455,6 +530,90 @@ def _check_remote_sources(sources: SourcesConfig) -> None:
             raise ConfigError(f"sources.departures.walk_time_min: must be 0 or more, got {d.walk_time_min:g}")
     if s is not None and not 1 <= s.max_activities <= 200:
         raise ConfigError(f"sources.strava.max_activities: expected 1-200, got {s.max_activities}")
+
+
+_MQTT_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")  # also what Home Assistant allows in node_id / object_id
+_SPLIT_TOPIC_PRESETS = ("esphome", "plain")  # plain values, one per topic
+
+
+def _check_mqtt_topic(value: str | None, path: str) -> None:
+    """A concrete topic (no wildcards): what we subscribe to or publish under."""
+    if value is None:
+        return
+    if not value or len(value) > 512:
+        raise ConfigError(f"{path}: expected an MQTT topic like zigbee2mqtt/kitchen, got {_describe(value)}")
+    if "+" in value or "#" in value or "\x00" in value:
+        raise ConfigError(f"{path}: must be one topic without the wildcards + and # (got {_describe(value)})")
+    if value.startswith("/") or value.endswith("/") or value.startswith("$"):
+        raise ConfigError(f"{path}: must not start or end with / or start with $ (got {_describe(value)})")
+
+
+def _check_mqtt(mqtt: MqttConfig, sensor_ids: set[str]) -> None:
+    """The mqtt section: topics without wildcards, a follower names its leader, MQTT sensor ids are unique."""
+    if not mqtt.host:
+        raise ConfigError("mqtt.host: required (the broker's host name or address)")
+    if not 0 < mqtt.port < 65536:
+        raise ConfigError(f"mqtt.port: expected 1-65535, got {mqtt.port}")
+    if not _MQTT_NAME_RE.fullmatch(mqtt.name):
+        raise ConfigError(f"mqtt.name: use letters, digits, _ or - (got {_describe(mqtt.name)})")
+    _check_mqtt_topic(mqtt.base_topic, "mqtt.base_topic")
+    if mqtt.client_id is not None and not 1 <= len(mqtt.client_id) <= 128:
+        raise ConfigError("mqtt.client_id: expected 1-128 characters")
+    if mqtt.password is not None and mqtt.username is None:
+        raise ConfigError("mqtt.username: required when mqtt.password is set")
+    if mqtt.tls is not None:
+        if mqtt.tls.keyfile is not None and mqtt.tls.certfile is None:
+            raise ConfigError("mqtt.tls.certfile: required when mqtt.tls.keyfile is set")
+        for key in ("ca_certs", "certfile", "keyfile"):
+            path = getattr(mqtt.tls, key)
+            if path is not None and not os.access(path, os.R_OK):
+                raise ConfigError(f"mqtt.tls.{key}: cannot read {path}")
+    if not 5 <= mqtt.keepalive_s <= 65535:
+        raise ConfigError(f"mqtt.keepalive_s: expected 5-65535, got {mqtt.keepalive_s}")
+    if mqtt.reconnect_min_s <= 0 or mqtt.reconnect_max_s < mqtt.reconnect_min_s:
+        raise ConfigError("mqtt.reconnect_max_s: must be at least mqtt.reconnect_min_s, and both greater than 0")
+    if mqtt.session_expiry_s < 0:
+        raise ConfigError("mqtt.session_expiry_s: must be 0 or more")
+    if mqtt.role == "follower":
+        if mqtt.leader is None:
+            raise ConfigError("mqtt.leader: required for role follower (the leader's base topic, e.g. homeboard/hall)")
+        _check_mqtt_topic(mqtt.leader, "mqtt.leader")
+        if mqtt.leader == mqtt.base:
+            raise ConfigError(f"mqtt.leader: {_describe(mqtt.leader)} is this display's own base topic")
+    elif mqtt.leader is not None:
+        raise ConfigError(f"mqtt.leader: only for role follower (role is {mqtt.role})")
+    for i, pattern in enumerate(mqtt.share_topics):
+        if not re.fullmatch(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*(/\*)?", pattern):
+            raise ConfigError(f"mqtt.share_topics[{i}]: expected a topic like weather or a prefix like sensor/*")
+    if mqtt.follow_max_age_s is not None and mqtt.follow_max_age_s <= 0:
+        raise ConfigError("mqtt.follow_max_age_s: must be greater than 0 (or null)")
+    for i, s in enumerate(mqtt.sensors):
+        path = f"mqtt.sensors[{i}]"
+        if not _MQTT_NAME_RE.fullmatch(s.id):
+            raise ConfigError(f"{path}.id: use letters, digits, _ or - (got {_describe(s.id)})")
+        if s.id in sensor_ids:
+            raise ConfigError(f"{path}.id: duplicate sensor id {_describe(s.id)}")
+        sensor_ids.add(s.id)
+        for key in ("topic", "humidity_topic", "pressure_topic", "battery_topic", "availability_topic"):
+            _check_mqtt_topic(getattr(s, key), f"{path}.{key}")
+        fields = ("temperature_field", "humidity_field", "pressure_field", "battery_field", "time_field")
+        for key in fields:
+            value = getattr(s, key)
+            if value is None:
+                continue
+            if s.preset in _SPLIT_TOPIC_PRESETS:
+                raise ConfigError(f"{path}.{key}: preset {s.preset} carries plain values, not JSON fields")
+            if not value or any(not part for part in value.split(".")):
+                raise ConfigError(f"{path}.{key}: expected a field name or dotted path like AM2301.Temperature")
+        for key in ("humidity_topic", "pressure_topic", "battery_topic"):
+            if getattr(s, key) is not None and s.preset not in _SPLIT_TOPIC_PRESETS:
+                raise ConfigError(f"{path}.{key}: only for presets esphome and plain (JSON carries all values)")
+        if s.max_age_s <= 0:
+            raise ConfigError(f"{path}.max_age_s: must be greater than 0")
+    ha = mqtt.home_assistant
+    _check_mqtt_topic(ha.discovery_prefix, "mqtt.home_assistant.discovery_prefix")
+    if ha.node_id is not None and not _MQTT_NAME_RE.fullmatch(ha.node_id):
+        raise ConfigError(f"mqtt.home_assistant.node_id: use letters, digits, _ or - (got {_describe(ha.node_id)})")
 
 
 def _check_gpio(gpio: GpioConfig) -> None:

@@ -112,8 +112,11 @@ class Hub:
     def get(self, topic: str) -> TopicState | None:
         return self.topics.get(topic)
 
-    def publish(self, topic: str, data: dict[str, Any]) -> None:
-        """A fresh, good value. Non-finite numbers are refused here, so no frame can ever carry NaN."""
+    def publish(self, topic: str, data: dict[str, Any], updated_at: float | None = None) -> None:
+        """A fresh, good value. Non-finite numbers are refused here, so no frame can ever carry NaN.
+
+        `updated_at` (epoch s): when the value was made elsewhere (a leader's topic over MQTT); it may be stale.
+        """
         state = self.topics.setdefault(topic, TopicState())
         try:
             dumpb(data)
@@ -122,11 +125,11 @@ class Hub:
             self.publish_error(topic, f"refused a value that is not valid JSON: {err}")
             return
         state.data = data
-        state.updated_at = self.clock()
+        state.updated_at = self.clock() if updated_at is None else updated_at
         state.status = "ok"
         state.error = None
-        state.stale = False
         state.restored = False
+        state.stale = updated_at is not None and self._is_stale(state, self.clock())
         self._changed(topic, state)
 
     def publish_error(self, topic: str, message: str, status: Status = "error") -> None:

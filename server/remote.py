@@ -21,6 +21,10 @@ def install(services: Services) -> list[Any]:
     the production code path, other endpoints.
     """
     config = services.config
+    if config.mqtt is not None and config.mqtt.role == "follower":
+        # One set of pollers per household: API limits count per application, not per screen (server/mqtt).
+        log.info("remote sources: none (MQTT follower: weather, departures, strava come from %s)", config.mqtt.leader)
+        return []
     tz = zone(config.timezone)
     urls = services.demo_urls
     sources = config.sources

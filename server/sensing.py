@@ -249,7 +249,12 @@ def install(services: Services) -> list[Any]:
         (
             r"/api/sensors/([^/]+)/history",
             history_mod.history_handler(),
-            {"history": history, "known": lambda: known, "clock": time.time},
+            {
+                "history": history,
+                # server/mqtt adds MQTT sensors and a leader's sensors, which have history here too
+                "known": lambda: known | services.extras.get("more_sensor_ids", set()),
+                "clock": time.time,
+            },
         ),
         (r"/api/sensors/([^/]+)/readings", IngestHandler, {"sensors": remote, "history": history, "hub": hub}),
     ]
