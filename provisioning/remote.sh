@@ -148,7 +148,7 @@ remote_check_target() {
 # Debian packages: the kiosk session, the browser, the display tools, the GPIO library. Only missing ones.
 remote_packages() {
 	local want missing="" p
-	want="rsync curl python3-venv greetd labwc seatd wlopm wlr-randr wtype v4l-utils i2c-tools"
+	want="rsync curl python3-venv greetd labwc seatd wlopm wlr-randr wtype v4l-utils i2c-tools fonts-noto-color-emoji"
 	case "$PI_MODEL" in
 	# RPi.GPIO cannot drive a Pi 5 ("Cannot determine SOC peripheral base address"); rpi-lgpio provides the
 	# same RPi.GPIO module on top of /dev/gpiochip. The two packages conflict: only one is ever installed.

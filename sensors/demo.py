@@ -23,13 +23,15 @@ def climate_for(sensor_id: str) -> Climate:
     """A drifting climate whose level suits the sensor's name; seeded by the id so runs look alike."""
     seed = zlib.crc32(sensor_id.encode())
     name = sensor_id.lower()
+    # Periods of hours, not minutes: a 24-hour sparkline of a real room is a gentle curve (the day outdoors,
+    # heating cycles indoors), not a zigzag.
     if any(w in name for w in ("out", "balcony", "garden", "ute")):
-        return Climate.drifting_room(4.0, 78.0, 1012.0, seed=seed, period_s=3600, temperature_swing_c=2.5)
+        return Climate.drifting_room(4.0, 78.0, 1012.0, seed=seed, period_s=86_400, temperature_swing_c=3.0)
     if "bed" in name:
-        return Climate.drifting_room(19.5, 48.0, 1012.0, seed=seed, period_s=2400)
+        return Climate.drifting_room(19.5, 48.0, 1012.0, seed=seed, period_s=12 * 3600, temperature_swing_c=0.8)
     if "bath" in name:
-        return Climate.drifting_room(23.0, 62.0, 1012.0, seed=seed, period_s=1200, temperature_swing_c=1.2)
-    return Climate.drifting_room(21.5, 41.0, 1012.0, seed=seed)
+        return Climate.drifting_room(23.0, 62.0, 1012.0, seed=seed, period_s=3 * 3600, temperature_swing_c=1.2)
+    return Climate.drifting_room(21.5, 41.0, 1012.0, seed=seed, period_s=8 * 3600, temperature_swing_c=1.0)
 
 
 class DemoHardware:
