@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import sqlite3
 import subprocess
 import time
@@ -377,3 +378,35 @@ def test_tls_to_a_broker_whose_certificate_is_checked(tmp_path: Path) -> None:
         for s in servers:
             s.stop()
         broker.stop()
+
+
+def test_a_broker_that_never_answers_holds_up_neither_start_nor_stop(tmp_path: Path) -> None:
+    # A loopback listener whose accept queue is full: a connect to it hangs, like a broker host that is gone.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(0)
+    port = silent.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            c.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(c)
+    cfg = make_config(tmp_path, mqtt=mqtt_settings(port, sensors=SENSORS[:1]))
+    started = time.monotonic()
+    srv = ServerThread(cfg, features=FEATURES).start()
+    try:
+        assert time.monotonic() - started < 5
+        assert topic_state(srv.url, "sensor/kitchen")["error"] == "no data yet"
+        assert health(srv.url)["mqtt"]["connected"] is False
+    finally:
+        stopping = time.monotonic()
+        srv.stop()
+        stop_s = time.monotonic() - stopping
+        silent.close()
+        for c in fillers:
+            c.close()
+    assert stop_s < 4, f"stop took {stop_s:.1f} s"  # systemd's budget is 5 s for the whole server

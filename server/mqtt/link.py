@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import ssl
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ STATUS_ONLINE = "online"
 STATUS_OFFLINE = "offline"
 MAX_QUEUED_MESSAGES = 1000  # QoS 1 publishes paho keeps while disconnected; state is republished whole anyway
 CONNECT_TIMEOUT_S = 10.0
+STOP_WAIT_S = 2.0  # shutdown must finish within systemd's budget even while a connect attempt hangs
 
 
 @dataclass(frozen=True)
@@ -177,8 +179,15 @@ class MqttLink:
             info = client.publish(self.status_topic, STATUS_OFFLINE, qos=1, retain=True)
             await self.wait_published([info], timeout_s=2.0)
         client.disconnect()
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, client.loop_stop)
+        # Joined from a daemon thread of our own, not the executor: paho's thread may sit in a connect attempt
+        # to a host that does not answer (up to CONNECT_TIMEOUT_S), and shutdown must not wait for that.
+        stopped = threading.Event()
+        threading.Thread(target=lambda: (client.loop_stop(), stopped.set()), name="mqtt-stop", daemon=True).start()
+        deadline = time.monotonic() + STOP_WAIT_S
+        while not stopped.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if not stopped.is_set():
+            log.warning("mqtt: the network thread did not stop within %g s; leaving it behind", STOP_WAIT_S)
         for task in list(self._tasks):
             task.cancel()
         self._client = None
