@@ -23,7 +23,7 @@ from tornado.websocket import websocket_connect
 from tests.procutil import ServerProcess
 from tests.test_faults import SITE_ID, Upstream, get_json, wait_until
 
-pytestmark = pytest.mark.soak
+pytestmark = [pytest.mark.soak, pytest.mark.timeout(900)]
 
 TOKEN = "soak-token-0123456789"
 
