@@ -393,9 +393,10 @@ class _Secrets:
     def expand(self, text: str, path: str) -> str:
         def repl(m: re.Match[str]) -> str:
             name = m.group(1)
-            if name in self.env:
+            # An empty value counts as unset: `export KEY=` by mistake must not become an empty API key.
+            if self.env.get(name):
                 return self.env[name]
-            if name in self.file_values:
+            if self.file_values.get(name):
                 return self.file_values[name]
             if self.lenient:
                 return f"demo-{name.lower()}"

@@ -138,3 +138,8 @@ def test_server_exits_2_with_one_line_naming_the_key(tmp_path: Path) -> None:
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert lines == ['homeboard: config error: sources.weather.interval_s: expected a number, got "ten"']
+
+
+def test_empty_secret_counts_as_missing() -> None:
+    with pytest.raises(ConfigError, match=r"sources.weather.api_key: secret \$\{K\} is not set"):
+        parse_config({"sources": {"weather": {"api_key": "${K}"}}}, env={"K": ""})
