@@ -230,7 +230,11 @@ def test_server_down_shows_banner_then_recovers_without_reload(tmp_path: Path, p
         assert during["temp"] == before["temp"]
         assert during["departures"]
         assert during["activities"] == before["activities"]
-        assert all(re.search(r"\d", temp) for _name, temp, _d in during["sensors"]), during["sensors"]
+        # Every sensor value on the wall before is still there, unchanged (sensors still waiting for their first
+        # reading are on the wall too, saying so).
+        had = {name: temp for name, temp, _d in before["sensors"] if re.search(r"\d", temp)}
+        assert had.get("Gone") == "1.5°", before["sensors"]
+        assert {name: temp for name, temp, _d in during["sensors"] if name in had} == had, during["sensors"]
         probe.page.wait_for_timeout(1500)
         assert [s[:2] for s in filled(probe)["sensors"]] == [s[:2] for s in during["sensors"]]
     finally:
@@ -392,6 +396,17 @@ def test_screenshots_fit_without_scrolling(page_server: HomeboardProcess, page_p
             assert right <= width, (name, widget)
             assert bottom <= height, (name, widget)
             assert min(w, h) > 100, (name, widget, w, h)
+        # A sensor is never dropped silently: on screen, or named in the card's "+N more" note.
+        sensors = probe.js(SENSOR_ROWS)
+        left_out = [r["name"] for r in sensors["rows"] if not r["visible"]]
+        assert len(sensors["rows"]) == 5, (name, sensors)  # the demo's three local sensors and two LAN ones
+        assert sensors["more"] == (f"+{len(left_out)} more · {', '.join(left_out)}" if left_out else None), name
+        # The demo forecasts three days: tighter day rows make room for all three rather than cutting one.
+        days = probe.js(
+            "() => [document.querySelectorAll('.day:not([hidden])').length, "
+            "document.querySelectorAll('.day[data-fit-hidden]').length]"
+        )
+        assert days == [3, 0], (name, days)
         assert_clean(probe)
     phone = page_probe(390, 844).open(page_server.url + "/?wall=0")
     wait_filled(phone)
@@ -402,6 +417,125 @@ def test_screenshots_fit_without_scrolling(page_server: HomeboardProcess, page_p
     )
     assert columns == 1  # one column on a phone
     assert phone.js("() => document.documentElement.scrollWidth") == 390
+
+
+# Five local sensors (emulated chips in demo mode, read through the real drivers) and the demo LAN sensor.
+SIX_SENSORS = {
+    "sensors": [
+        {"id": "living_room", "name": "Living room", "type": "bme280", "bus": 1, "address": 0x76, "interval_s": 15},
+        {"id": "bedroom", "name": "Bedroom", "type": "sht31", "bus": 1, "address": 0x44, "interval_s": 15},
+        {"id": "outdoor", "name": "Outdoor", "type": "ds18b20", "device": "28-0316a2794aff", "interval_s": 15},
+        {"id": "kitchen", "name": "Kitchen", "type": "mcp9808", "bus": 1, "address": 0x18, "interval_s": 15},
+        {"id": "bathroom", "name": "Bathroom", "type": "sht31", "bus": 1, "address": 0x45, "interval_s": 15},
+    ],
+    "remote_sensors": [{"id": "balcony", "name": "Balcony", "token": TOKEN}],
+}
+SIX_NAMES = {"Living room", "Bedroom", "Outdoor", "Kitchen", "Bathroom", "Balcony"}
+
+# Per sensor row: is its name on screen (inside the viewport and inside its card, which clips), whole (not cut
+# with an ellipsis), and its value; plus the "+N more" note. Shared by the tests below.
+SENSOR_ROWS = """() => {
+  const card = document.querySelector('.w-sensors').getBoundingClientRect();
+  const inside = (r, box) => r.width > 0 && r.height > 0 && r.left >= box.left - 0.5 && r.right <= box.right + 0.5
+    && r.top >= box.top - 0.5 && r.bottom <= box.bottom + 0.5;
+  const view = {left: 0, top: 0, right: innerWidth, bottom: innerHeight};
+  const note = document.querySelector('.sensors-more');
+  return {
+    rows: [...document.querySelectorAll('.sensor')].map((row) => {
+      const name = row.querySelector('.sensor-name');
+      const r = name.getBoundingClientRect();
+      return {
+        name: name.textContent,
+        visible: !row.hidden && name.offsetParent !== null && inside(r, view) && inside(r, card),
+        whole: name.scrollWidth <= name.clientWidth + 1,
+        temp: row.querySelector('.sensor-temp').textContent,
+      };
+    }),
+    compact: document.querySelector('.sensors').classList.contains('is-compact'),
+    more: note && !note.hidden && note.offsetParent !== null && inside(note.getBoundingClientRect(), card)
+      ? note.textContent : null,
+  };
+}"""
+
+
+def test_every_sensor_is_shown_at_every_wall_size(tmp_path: Path, page_probe: Any) -> None:
+    """Six sensors: all on screen at 1920x1080, 1280x720 and 1080x1920; at least four at 800x480, and the rest
+    named on the card. A sensor never silently disappears."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    server = HomeboardProcess(tmp_path, page_doc(**SIX_SENSORS)).start()
+    try:
+        for size, (width, height) in WALL_SIZES.items():
+            probe = page_probe(width, height).open(server.url + "/?wall=1")
+            probe.wait_for(
+                r"""() => { const t = [...document.querySelectorAll('.sensor-temp')].map((n) => n.textContent);
+                  return t.length === 6 && t.every((v) => /\d/.test(v)); }""",
+                timeout_s=20,
+            )
+            # Every row's sparkline drawn (the history answered): the rows have their final height.
+            probe.wait_for("() => document.querySelectorAll('.spark-line[d^=\"M\"]').length === 6", timeout_s=10)
+            probe.page.wait_for_timeout(300)
+            probe.page.screenshot(path=str(ARTIFACTS / f"page-sensors6-{size}.png"))
+            state = probe.js(SENSOR_ROWS)
+            names = {r["name"] for r in state["rows"]}
+            assert names == SIX_NAMES, (size, names)
+            shown = [r for r in state["rows"] if r["visible"]]
+            left_out = [r["name"] for r in state["rows"] if not r["visible"]]
+            print(f"{size}: {len(shown)} of 6 sensors shown, compact={state['compact']}, note={state['more']!r}")
+            assert all(r["whole"] for r in shown), (size, state)
+            assert all(re.search(r"\d", r["temp"]) for r in shown), (size, state)
+            if size == "800x480":
+                assert len(shown) >= 4, (size, state)
+            else:
+                assert left_out == [], (size, state)
+            # What does not fit is said on the card, by name; when everything fits there is no note.
+            if left_out:
+                assert state["more"] == f"+{len(left_out)} more · {', '.join(left_out)}", (size, state)
+            else:
+                assert state["more"] is None, (size, state)
+            assert state["compact"] is True, size  # six roomy rows fit nowhere: the compact rows are in use
+            assert_clean(probe)
+    finally:
+        server.stop()
+
+
+def test_sensors_roomy_when_they_fit_and_named_when_they_cannot(page_standin: Any, page_probe: Any) -> None:
+    """Two sensors keep the roomy rows; twelve on a small screen end in a note naming every one left out."""
+    standin = page_standin(widgets=["clock", "weather", "departures", "sensors", "forecast", "strava"])
+    names = [f"Room {i:02d}" for i in range(12)]
+    standin.topics = {
+        f"sensor/room{i:02d}": topic({"name": name, "temperature_c": 20.0 + i / 10, "measured_at": iso_in(0)})
+        for i, name in enumerate(names)
+    }
+    small = page_probe(800, 480).open(standin.url + "/?wall=1")
+    state = small.wait_for(
+        f"() => {{ const s = ({SENSOR_ROWS})(); return s.rows.length === 12 && s.more ? s : null; }}"
+    )
+    shown = [r["name"] for r in state["rows"] if r["visible"]]
+    left_out = [r["name"] for r in state["rows"] if not r["visible"]]
+    assert state["compact"] is True
+    assert len(shown) >= 4, state
+    assert shown + left_out == names  # in the server's order: the first ones shown, the rest named
+    assert state["more"] == f"+{len(left_out)} more · {', '.join(left_out)}"
+    small.page.screenshot(path=str(ARTIFACTS / "page-sensors12-800x480.png"))
+
+    # Ten sensors go (a snapshot replaces everything): the note goes with them, the two left get roomy rows.
+    standin.topics = {k: v for k, v in standin.topics.items() if k in ("sensor/room00", "sensor/room01")}
+    standin.send(standin.snapshot())
+    state = small.wait_for(f"() => {{ const s = ({SENSOR_ROWS})(); return s.rows.length === 2 ? s : null; }}")
+    assert [r["visible"] for r in state["rows"]] == [True, True]
+    assert state["more"] is None
+    assert state["compact"] is False
+
+    wide = page_probe(1920, 1080).open(standin.url + "/?wall=1")
+    wide.wait_for("() => document.querySelectorAll('.sensor').length === 2")
+    state = wide.js(SENSOR_ROWS)
+    assert [r["visible"] for r in state["rows"]] == [True, True]
+    assert state["compact"] is False  # two fit as roomy rows: no need to shrink them
+    assert wide.js("() => getComputedStyle(document.querySelector('.spark')).height") != "0px"
+    for probe in (small, wide):
+        # The stand-in has no history endpoint: those 404s are the one error allowed.
+        probe.console_errors = [e for e in probe.console_errors if "/history" not in e]
+        assert_clean(probe)
 
 
 def test_one_broken_widget_does_not_blank_the_wall(page_server: HomeboardProcess, page_probe: Any) -> None:

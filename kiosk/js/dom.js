@@ -44,7 +44,7 @@ export function show(node, visible) {
 
 /**
  * Hide trailing children that would overflow their box, so a list ends on a whole row instead of a cut one.
- * Only rows that are shown, or that an earlier fit hid, take part.
+ * Only rows that are shown, or that an earlier fit hid, take part. Returns how many it hid.
  */
 export function fitChildren(container) {
   const items = [...container.children].filter((c) => !c.hidden || c.dataset.fitHidden);
@@ -53,14 +53,15 @@ export function fitChildren(container) {
     delete item.dataset.fitHidden;
   }
   const limit = container.getBoundingClientRect().bottom + 1;
-  let overflow = false;
+  let hidden = 0;
   for (const item of items) {
-    if (overflow || item.getBoundingClientRect().bottom > limit) {
-      overflow = true;
+    if (hidden || item.getBoundingClientRect().bottom > limit) {
+      hidden += 1;
       item.hidden = true;
       item.dataset.fitHidden = "1";
     }
   }
+  return hidden;
 }
 
 const ICON_NAMES = new Set([

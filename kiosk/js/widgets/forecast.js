@@ -1,7 +1,7 @@
 /** The forecast: the next hours (time, icon, temperature, rain), then the next days (high, low, rain). */
 
 import { frame } from "../card.js";
-import { el, fitChildren, setText, setWeatherIcon, show } from "../dom.js";
+import { el, fitChildren, setClass, setText, setWeatherIcon, show } from "../dom.js";
 import { dayKey, DASH, hour, isNum, parseTime, percent, temperature, weekdayOfDate } from "../format.js";
 import { everyMinute } from "../ticker.js";
 import { t } from "../strings.js";
@@ -53,6 +53,14 @@ export function mount(root, store) {
   card.body.append(hours, list);
   let last = null;
 
+  // Tighter day rows when the full ones would cut days off: a three-day forecast should show three days.
+  const fit = () => {
+    setClass(list, "is-compact", false);
+    if (fitChildren(list) === 0) return;
+    setClass(list, "is-compact", true);
+    fitChildren(list);
+  };
+
   const drawHours = (list_) => {
     // Hours that have fully passed are dropped on the page's own clock, between server updates.
     const fromMs = Date.now() - 3_600_000;
@@ -92,7 +100,7 @@ export function mount(root, store) {
       // The icon says it; the words are its title, for a viewer who hovers.
       row.icon.setAttribute("title", typeof d.condition === "string" ? d.condition.trim() : "");
     });
-    fitChildren(list);
+    fit();
   };
 
   store.subscribe("weather", (_topic, state) => {
@@ -101,5 +109,6 @@ export function mount(root, store) {
   });
   if (!store.get("weather")) draw(undefined);
   everyMinute(() => draw(last));
-  new ResizeObserver(() => fitChildren(list)).observe(list);
+  // The list's size comes from the card, not from its rows, so fitting cannot feed back into another resize.
+  new ResizeObserver(() => fit()).observe(list);
 }

@@ -1,7 +1,7 @@
 /** Sensors: current values, a trend arrow, a 24-hour sparkline from the history endpoint, and today's min/max. */
 
 import { frame, showState } from "../card.js";
-import { el, fitChildren, setText, svg } from "../dom.js";
+import { el, fitChildren, setClass, setText, svg } from "../dom.js";
 import { dayKey, DASH, isNum, parseTime, percent, pressure, temperature } from "../format.js";
 import { everyMinute } from "../ticker.js";
 import { t } from "../strings.js";
@@ -14,6 +14,8 @@ const GAP_MS = 90 * 60_000;
 const MIN_SPAN_MS = 60 * 60_000; // no reading for this long: the line breaks instead of inventing a slope
 const VIEW_W = 240;
 const VIEW_H = 60;
+// Compact rows are tried at these sizes, largest first: three sensors need not be as small as eight.
+const COMPACT_SCALES = [1.25, 1.12, 1];
 
 /** {glyph, word} from the change over about the last hour, or null when there is no reading that old. */
 export function trend(points) {
@@ -129,6 +131,9 @@ function makeRow(topic) {
     humidity: el("span.sensor-humidity"),
     pressure: el("span.sensor-pressure"),
     range: el("span.sensor-range"),
+    rangeLabel: el("span.sensor-range-label"),
+    low: el("span.sensor-low"),
+    high: el("span.sensor-high"),
     status: el("span.sensor-status"),
     path: svg("path", { class: "spark-line", d: "" }),
     spark: svg("svg", {
@@ -140,8 +145,12 @@ function makeRow(topic) {
     state: null,
     redrawTimer: null,
     drawnMs: 0,
+    shape: "", // see reshaped(): what the last fit saw of this row
   };
   row.spark.append(row.path);
+  // Label and values apart: a compact row drops the word and keeps the numbers.
+  row.range.append(row.rangeLabel, row.low, el("span.sensor-range-sep", "–"), row.high);
+  row.range.hidden = true;
   row.root.append(
     el("div.sensor-head", row.name, row.range, row.status),
     el("div.sensor-now", row.temp, row.arrow),
@@ -154,9 +163,50 @@ function makeRow(topic) {
 export function mount(root, store) {
   const card = frame(root, t("indoors"));
   const list = el("ul.sensors");
+  const more = el("p.sensors-more");
+  more.hidden = true;
   const empty = el("p.card-empty", t("noSensors"));
-  card.body.append(list, empty);
+  card.body.append(list, more, empty);
   const rows = new Map(); // topic → row
+
+  const cutOff = () => [...rows.values()].filter((row) => row.root.dataset.fitHidden);
+  // A larger step is only worth it while every name still reads whole (the values' column grows with it).
+  const namesWhole = () => [...rows.values()].every((row) => row.name.scrollWidth <= row.name.clientWidth + 1);
+
+  /**
+   * Roomy rows when they all fit; compact rows (one band each, the value still the biggest thing) when they
+   * do not; and when even those do not, a line that names the sensors left out: a sensor never silently vanishes.
+   */
+  const fit = () => {
+    more.hidden = true;
+    setClass(list, "is-compact", false);
+    list.style.removeProperty("--sensor-scale");
+    fitChildren(list);
+    if (!cutOff().length) return;
+    setClass(list, "is-compact", true);
+    for (const [i, scale] of COMPACT_SCALES.entries()) {
+      list.style.setProperty("--sensor-scale", String(scale));
+      fitChildren(list);
+      if (!cutOff().length && (namesWhole() || i === COMPACT_SCALES.length - 1)) return;
+    }
+    // The note takes a line from the list: show it first, then fit again and count what is left out.
+    setText(more, t("more")(cutOff().length));
+    more.hidden = false;
+    fitChildren(list);
+    const left = cutOff();
+    setText(more, `${t("more")(left.length)} · ${left.map((row) => row.name.textContent).join(", ")}`);
+  };
+
+  // A snapshot brings every sensor in one go: fit once after the last of them, still before the next paint.
+  let fitQueued = false;
+  const queueFit = () => {
+    if (fitQueued) return;
+    fitQueued = true;
+    queueMicrotask(() => {
+      fitQueued = false;
+      fit();
+    });
+  };
 
   const drawChart = (row) => {
     row.redrawTimer = null;
@@ -180,7 +230,13 @@ export function mount(root, store) {
       count += 1;
     }
     const known = series.ok && count >= 2;
-    setText(row.range, known ? `${t("todayRange")} ${temperature(lo, 1)} – ${temperature(hi, 1)}` : "");
+    setText(row.rangeLabel, t("todayRange"));
+    setText(row.low, known ? temperature(lo, 1) : "");
+    setText(row.high, known ? temperature(hi, 1) : "");
+    if (row.range.hidden === known) {
+      row.range.hidden = !known;
+      queueFit();
+    }
   };
 
   const scheduleChart = (row) => {
@@ -218,16 +274,36 @@ export function mount(root, store) {
     const all = [...rows.values()];
     const wanted = all.filter((r) => r.state?.data).concat(all.filter((r) => !r.state?.data));
     const current = [...list.children];
-    if (wanted.some((r, i) => current[i] !== r.root)) list.append(...wanted.map((r) => r.root));
+    if (!wanted.some((r, i) => current[i] !== r.root)) return false;
+    list.append(...wanted.map((r) => r.root));
+    return true;
+  };
+
+  // What decides a row's size. Fitting costs a few layouts, so a new reading of the same shape (the usual case:
+  // only the digits change) skips it.
+  const reshaped = (row) => {
+    const shape = [
+      row.root.className,
+      row.name.textContent,
+      row.status.textContent,
+      row.temp.textContent.length,
+      Boolean(row.humidity.textContent),
+      Boolean(row.pressure.textContent),
+    ].join("|");
+    if (shape === row.shape) return false;
+    row.shape = shape;
+    return true;
   };
 
   store.subscribe("sensor/", (topic, state) => {
     let row = rows.get(topic);
+    let changed = false;
     if (!state) {
       if (row) {
         clearTimeout(row.redrawTimer);
         row.root.remove();
         rows.delete(topic);
+        changed = true;
       }
     } else {
       if (!row) {
@@ -237,23 +313,27 @@ export function mount(root, store) {
       }
       row.state = state;
       drawValues(row, state);
+      changed = reshaped(row);
       onReading(row, state);
     }
     empty.hidden = rows.size > 0;
-    order();
-    fitChildren(list);
+    if (order() || changed) queueFit();
   });
 
   card.setState({ data: {}, status: "ok", stale: false, updated_at: null, error: null });
   empty.hidden = rows.size > 0;
   // The sparkline's window slides and the day's min/max resets at midnight even without new readings.
   everyMinute(() => {
+    let changed = false;
     for (const row of rows.values()) {
       row.series.trim(Date.now());
       drawValues(row, row.state);
+      changed = reshaped(row) || changed;
       scheduleChart(row);
     }
+    if (changed) queueFit();
   });
-  // Icons and fonts arriving late, a rotation or a resize change the room a list has.
-  new ResizeObserver(() => fitChildren(list)).observe(list);
+  // A rotation or a resize changes the room the list has. The card body, not the list, is watched: its size
+  // does not depend on the rows or the note, so fitting cannot feed back into another resize.
+  new ResizeObserver(() => queueFit()).observe(card.body);
 }
