@@ -241,6 +241,9 @@ class History:
     def _run(self, opened: concurrent.futures.Future[None]) -> None:
         try:
             self._open_db()
+        except (sqlite3.Error, OSError) as err:  # disk full, read-only, permissions: say so, no traceback
+            log.error("history: cannot open %s: %s", self.path, err)
+            self._degrade(f"cannot open the database: {err}")
         except Exception as err:  # the thread must survive to keep answering store() (with an error)
             log.exception("history: cannot open %s", self.path)
             self._degrade(f"cannot open the database: {err}")
