@@ -8,7 +8,7 @@ PORT ?= 8080
 
 # Debian packages the tests drive for real: a browser, sshd, supervisord's peers, the broker, linters.
 APT_PACKAGES := chromium chromium-driver openssh-server openssh-client rsync shellcheck wrk mosquitto \
-	systemd fonts-dejavu-core procps python3-venv curl openssl fonts-noto-color-emoji
+	systemd fonts-dejavu-core procps strace python3-venv curl openssl fonts-noto-color-emoji
 
 .PHONY: run test soak bench lint format system-deps clean
 

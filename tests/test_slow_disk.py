@@ -89,7 +89,7 @@ def post(port: int, value: float, timeout_s: float = 10) -> tuple[int, float]:
 
 def test_slow_fsync_does_not_stall_the_loop(tmp_path: Path) -> None:
     # Every fsync/fdatasync takes 0.5 s: an SD card having a bad day.
-    proc, port, log = start_under_strace(tmp_path, "fsync,fdatasync:delay_enter=500000")
+    proc, port, _log = start_under_strace(tmp_path, "fsync,fdatasync:delay_enter=500000")
     try:
         # Opening the database fsyncs several times (0.5 s each here): wait for that before timing anything.
         assert post(port, 9.5, timeout_s=30)[0] == 201
