@@ -31,7 +31,7 @@ from server.config import PinConfig, SensorConfig
 from server.gpio_inputs import GpioInputs
 from server.ingest import IngestHandler, Reading, publish_reading, store_reading
 from server.services import Services
-from server.sources.base import UnavailableError
+from server.sources.base import UnavailableError, stale_after_s
 from server.timeutil import iso
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class SensorSource:
         self.topic = f"sensor/{config.id}"
         self.topics = (self.topic,)
         self.interval_s = config.interval_s
-        self.max_age_s = config.max_age_s or 3 * config.interval_s
+        self.max_age_s = stale_after_s(config.max_age_s, config.interval_s)
         self.timeout_s = config.timeout_s
         self.opener = opener
         self.tz = tz

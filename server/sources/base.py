@@ -5,6 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+DEFAULT_MAX_AGE_INTERVALS = 3  # a topic is stale once it is older than this many intervals
+
+
+def stale_after_s(configured_s: float | None, interval_s: float) -> float:
+    """A source's max age: the configured one, else DEFAULT_MAX_AGE_INTERVALS × its interval."""
+    return configured_s or DEFAULT_MAX_AGE_INTERVALS * interval_s
+
 
 class SourceError(Exception):
     """A fetch failed in a way the runner understands.
@@ -80,8 +87,7 @@ class SimpleSource:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.max_age_s:
-            self.max_age_s = 3 * self.interval_s
+        self.max_age_s = stale_after_s(self.max_age_s, self.interval_s)
 
     def fetch(self) -> dict[str, dict]:
         return self.func()  # type: ignore[operator]

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from server.atomic import atomic_write_bytes
 from server.config import DeparturesConfig
-from server.sources.base import AuthError, SourceError
+from server.sources.base import AuthError, SourceError, stale_after_s
 from server.sources.fields import Reader
 from server.sources.http import HttpClient, upstream_text
 
@@ -300,7 +300,7 @@ class DeparturesSource:
         self.data_dir = data_dir
         self.base_url = (base_url or config.base_url).rstrip("/")
         self.interval_s = config.interval_s
-        self.max_age_s = config.max_age_s or 3 * config.interval_s
+        self.max_age_s = stale_after_s(config.max_age_s, config.interval_s)
         self.client = client or HttpClient(SOURCE, deadline_s=20.0, read_timeout_s=10.0)
         # The departures request, plus (rarely: no departures and no known name) the site-list lookup.
         self.timeout_s = self.client.deadline_s + self.SITE_LOOKUP_DEADLINE_S + 5.0

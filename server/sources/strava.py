@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from server.atomic import atomic_write_bytes, sweep_temp_files
 from server.config import StravaConfig
-from server.sources.base import AuthError, RateLimitedError, SourceError, TransientError
+from server.sources.base import AuthError, RateLimitedError, SourceError, TransientError, stale_after_s
 from server.sources.fields import Reader
 from server.sources.http import HttpClient, HttpResponse, upstream_text
 
@@ -478,7 +478,7 @@ class StravaSource:
         self.tz = tz
         self.base_url = (base_url or config.base_url).rstrip("/")
         self.interval_s = config.interval_s
-        self.max_age_s = config.max_age_s or 3 * config.interval_s
+        self.max_age_s = stale_after_s(config.max_age_s, config.interval_s)
         self.client = client or HttpClient(SOURCE, read_timeout_s=20.0, deadline_s=30.0)
         # Up to four requests per fetch (refresh, activities, retry after a 401, week pages).
         self.timeout_s = 4 * self.client.deadline_s + 5.0

@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from server.config import WeatherConfig
-from server.sources.base import AuthError, SourceError, TransientError
+from server.sources.base import AuthError, SourceError, TransientError, stale_after_s
 from server.sources.fields import Reader
 from server.sources.http import HttpClient, HttpResponse, upstream_text
 
@@ -312,7 +312,7 @@ class WeatherSource:
         self.tz = tz
         self.base_url = (base_url or config.base_url).rstrip("/")
         self.interval_s = config.interval_s
-        self.max_age_s = config.max_age_s or 3 * config.interval_s
+        self.max_age_s = stale_after_s(config.max_age_s, config.interval_s)
         self.client = client or HttpClient(SOURCE, secrets=[config.api_key])
         self.client.add_secret(config.api_key)
         self.timeout_s = self.client.deadline_s + 5.0
