@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import tornado.web
 import tornado.websocket
 import yaml
@@ -25,7 +23,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from server.handlers import PageStaticHandler
-from tests.conftest import IN_CI, REPO, free_port
+from tests.conftest import REPO, free_port, require_tool
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -51,12 +49,7 @@ document.addEventListener("securitypolicyviolation", (e) => {
 
 def require_chromium() -> str:
     """Chromium's path. Missing: a failure in CI (CI=true), a skip on a laptop."""
-    if not os.access(CHROMIUM, os.X_OK) and shutil.which("chromium") is None:
-        message = "Debian's chromium is not installed (make system-deps installs it)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return CHROMIUM if os.access(CHROMIUM, os.X_OK) else str(shutil.which("chromium"))
+    return require_tool("chromium", search_path=os.path.dirname(CHROMIUM))
 
 
 def launch(playwright: Any) -> Any:

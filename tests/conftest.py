@@ -17,11 +17,15 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO = Path(__file__).resolve().parent.parent
 
 
-def require_tool(name: str) -> str:
-    """Path of a tool the test drives for real. Missing: a failure in CI, a skip on a laptop."""
-    path = shutil.which(name)
+def require_tool(name: str, *, search_path: str | None = None, hint: str = "make system-deps installs it") -> str:
+    """Path of a tool the test drives for real. Missing: a failure in CI, a skip on a laptop.
+
+    `search_path` (os.pathsep-separated) is searched before PATH: supervisord beside the venv's interpreter,
+    Debian's /usr/bin/chromium.
+    """
+    path = (shutil.which(name, path=search_path) if search_path else None) or shutil.which(name)
     if path is None:
-        message = f"{name} is not installed (make system-deps installs it)"
+        message = f"{name} is not installed ({hint})"
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)

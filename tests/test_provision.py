@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import IN_CI, REPO, free_port, require_tool
+from tests.conftest import REPO, free_port, require_tool
 
 SECRET = "s3cr3t-balcony-token-5d1f"  # a test value that must never show up in any output
 
@@ -326,13 +326,9 @@ def _wait_port(port: int, timeout_s: float = 10) -> None:
 
 
 def _sshd() -> str:
-    found = shutil.which("sshd") or shutil.which("sshd", path="/usr/sbin:/sbin")
-    if found is None:
-        message = "sshd is not installed (apt install openssh-server)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    # PATH first, then where Debian puts daemons (root's PATH has it, a user's may not).
+    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    return require_tool("sshd", search_path=search, hint="apt install openssh-server")
 
 
 @pytest.fixture(scope="module")

@@ -17,18 +17,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import IN_CI, REPO, free_port
+from tests.conftest import REPO, free_port, require_tool
 
 
 def _supervisor_tool(name: str) -> str:
-    """supervisord comes from pip (the `test` extra), so look beside this interpreter first."""
-    beside = Path(sys.executable).parent / name
-    path = str(beside) if beside.exists() else shutil.which(name)
-    if path is None:
-        if IN_CI:
-            pytest.fail(f"{name} is not installed (pip install supervisor)")
-        pytest.skip(f"{name} is not installed")
-    return path
+    """supervisord comes from pip (the `test` extra), so it is found beside this interpreter."""
+    return require_tool(name, search_path=str(Path(sys.executable).parent), hint="pip install supervisor")
 
 
 def _healthz(port: int) -> int | None:
