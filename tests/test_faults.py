@@ -69,19 +69,20 @@ class Upstream:
     def departures(self, req: Recorded) -> Reply:
         return self._fault() or Reply(200, world.departures_payload(SITE_ID, time.time()))
 
-    def count(self, path: str, since: float) -> int:
-        return sum(1 for r in self.api.requests if r.path == path and getattr(r, "at", since) >= since)
+    def config(self, interval_s: float) -> dict:
+        """A server config polling this upstream for weather and departures every `interval_s`."""
+        return {
+            "sources": {
+                "weather": {"api_key": "k", "base_url": self.api.url("/weather/v1"), "interval_s": interval_s},
+                "departures": {"site_id": SITE_ID, "base_url": self.api.url("/sl/v1"), "interval_s": interval_s},
+            }
+        }
 
 
 def test_upstreams_down_garbage_429_and_slow_then_recovery(tmp_path: Path) -> None:
     up = Upstream()
     interval_s = 2
-    doc = {
-        "sources": {
-            "weather": {"api_key": "k", "base_url": up.api.url("/weather/v1"), "interval_s": interval_s},
-            "departures": {"site_id": SITE_ID, "base_url": up.api.url("/sl/v1"), "interval_s": interval_s},
-        }
-    }
+    doc = up.config(interval_s)
     srv = ServerProcess(tmp_path, doc)
     try:
         srv.wait_ready()

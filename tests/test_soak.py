@@ -21,7 +21,7 @@ import pytest
 from tornado.websocket import websocket_connect
 
 from tests.procutil import ServerProcess
-from tests.test_faults import SITE_ID, Upstream, get_json, wait_until
+from tests.test_faults import Upstream, get_json, wait_until
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(900)]
 
@@ -101,12 +101,7 @@ def _restart_on(tmp_path: Path, doc: dict, port: int) -> ServerProcess:
 def test_upstream_faults_held_for_minutes(tmp_path: Path) -> None:
     up = Upstream()
     interval_s = 5
-    doc = {
-        "sources": {
-            "weather": {"api_key": "k", "base_url": up.api.url("/weather/v1"), "interval_s": interval_s},
-            "departures": {"site_id": SITE_ID, "base_url": up.api.url("/sl/v1"), "interval_s": interval_s},
-        }
-    }
+    doc = up.config(interval_s)
     srv = ServerProcess(tmp_path, doc)
     try:
         srv.wait_ready()
