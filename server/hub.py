@@ -118,19 +118,25 @@ class Hub:
         `updated_at` (epoch s): when the value was made elsewhere (a leader's topic over MQTT); it may be stale.
         """
         state = self.topics.setdefault(topic, TopicState())
+        now = self.clock()
+        fresh = TopicState(
+            data=data,
+            updated_at=now if updated_at is None else updated_at,
+            status="ok",
+            error=None,
+            max_age_s=state.max_age_s,
+        )
+        fresh.stale = updated_at is not None and self._is_stale(fresh, now)
         try:
-            dumpb(data)
+            # Encoded once, here: the same bytes validate the value (no NaN, nothing unserialisable) and go out.
+            encoded = dumpb(fresh.to_dict(self.tz))
         except (ValueError, TypeError) as err:
             log.error("refused a value for %s: %s", topic, err)
             self.publish_error(topic, f"refused a value that is not valid JSON: {err}")
             return
-        state.data = data
-        state.updated_at = self.clock() if updated_at is None else updated_at
-        state.status = "ok"
-        state.error = None
-        state.restored = False
-        state.stale = updated_at is not None and self._is_stale(state, self.clock())
-        self._changed(topic, state)
+        state.data, state.updated_at, state.status, state.error = fresh.data, fresh.updated_at, "ok", None
+        state.restored, state.stale = False, fresh.stale
+        self._changed(topic, state, encoded)
 
     def publish_error(self, topic: str, message: str, status: Status = "error") -> None:
         """The source failed: keep the last good value and its time, say what is wrong."""
@@ -167,8 +173,8 @@ class Hub:
             return True
         return state.max_age_s is not None and now - state.updated_at > state.max_age_s
 
-    def _changed(self, topic: str, state: TopicState) -> None:
-        state.encoded = dumpb(state.to_dict(self.tz))
+    def _changed(self, topic: str, state: TopicState, encoded: bytes | None = None) -> None:
+        state.encoded = encoded if encoded is not None else dumpb(state.to_dict(self.tz))
         self._topics_json = None
         payload = b'{"type":"update","topic":' + dumpb(topic) + b"," + state.encoded[1:]
         self.broadcast(Message.of(payload))

@@ -65,6 +65,7 @@ class SourceRunner:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._inflight: dict[str, concurrent.futures.Future[Any]] = {}
         self._wakeups: dict[str, asyncio.Event] = {}
+        self._started = False
 
     def add(self, source: Source) -> None:
         if source.name in self.sources:
@@ -75,8 +76,6 @@ class SourceRunner:
             self.hub.declare(topic, source.max_age_s)
         if self._started:
             self._start_one(source)
-
-    _started = False
 
     def start(self) -> None:
         self._started = True
