@@ -63,7 +63,7 @@ class SourceRunner:
         self.sources: dict[str, Source] = {}
         self.health: dict[str, SourceHealth] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._inflight: dict[str, concurrent.futures.Future[Any]] = {}
+        self._inflight: dict[str, tuple[float, concurrent.futures.Future[Any]]] = {}  # (started, future)
         self._wakeups: dict[str, asyncio.Event] = {}
         self._started = False
 
@@ -126,11 +126,12 @@ class SourceRunner:
         started = time.monotonic()
         retry_after: float | None = None
         try:
-            if inflight is not None and not inflight.done():
+            if inflight is not None and not inflight[1].done():
                 # A previous fetch is still stuck in its thread (hung bus, dead socket): do not stack another.
-                raise SourceError(f"still waiting for a read that started over {source.timeout_s:.0f} s ago (hung?)")
+                stuck_s = time.monotonic() - inflight[0]
+                raise SourceError(f"still waiting for a read that started {stuck_s:.0f} s ago (hung?)")
             future = self.executor.submit(source.fetch)
-            self._inflight[source.name] = future
+            self._inflight[source.name] = (started, future)
             try:
                 result = await asyncio.wait_for(asyncio.wrap_future(future), timeout=source.timeout_s)
             except TimeoutError as err:
