@@ -11,10 +11,15 @@ import errno
 import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
+from sensors.descriptor import SensorType, sysfs_key
 from sensors.errors import BusError, NoDeviceError, WrongChipError
 from sensors.reading import Reading, StuckDetector, check_range
-from sensors.sysfs import IIO_ROOT, Reader, read_text
+from sensors.sysfs import IIO_ROOT, Reader, SysfsDevice, read_text
+
+if TYPE_CHECKING:
+    from sensors.emulated.climate import Climate
 
 DRIVER_NAME = "dht11"  # the kernel driver's name for DHT11, DHT21 and DHT22 alike
 RETRY_ERRNOS = frozenset({errno.EIO, errno.ETIMEDOUT, errno.EAGAIN})
@@ -35,7 +40,8 @@ def parse_milli(text: str, where: str, quantity: str) -> int:
 
 
 class Dht22:
-    """Reads in_temp_input and in_humidityrelative_input of one iio:deviceN named "dht11"."""
+    """Reads in_temp_input and in_humidityrelative_input of one iio:deviceN named "dht11"; `kind` is the chip
+    behind it (its name and ranges), DHT22 unless given."""
 
     def __init__(
         self,
@@ -47,14 +53,16 @@ class Dht22:
         deadline_s: float = DEFAULT_DEADLINE_S,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        kind: SensorType | None = None,
     ) -> None:
+        self.kind = kind or DHT22
         self.iio_device = iio_device
         self.reader = reader
         self.deadline_s = deadline_s
         self.sleep = sleep
         self.monotonic = monotonic
-        self.where = f"DHT22 at {iio_device}"
-        self.source = f"iio:dht22/{iio_device}"
+        self.where = f"{self.kind.title} at {iio_device}"
+        self.source = f"iio:{self.kind.names[0]}/{iio_device}"
         self.path = os.path.join(root, iio_device)
         try:
             name = reader(os.path.join(self.path, "name")).strip()
@@ -96,10 +104,43 @@ class Dht22:
         previous, self._last_read_at = self._last_read_at, attempt_at
         if previous is None or attempt_at - previous >= MIN_RETRY_S:
             self._stuck.check((t_milli, h_milli))
+        return self._reading(t_milli, h_milli)
+
+    def _reading(self, t_milli: int, h_milli: int) -> Reading:
+        """The milli-unit values checked against the chip's ranges (its descriptor's)."""
+        ranges = self.kind.quantities
         return Reading(
-            check_range(self.where, "temperature", t_milli / 1000, TEMPERATURE_RANGE_C, "°C"),
-            check_range(self.where, "humidity", h_milli / 1000, HUMIDITY_RANGE_PCT, "%"),
+            check_range(self.where, "temperature", t_milli / 1000, ranges["temperature_c"], "°C"),
+            check_range(self.where, "humidity", h_milli / 1000, ranges["humidity_pct"], "%"),
         )
 
     def close(self) -> None:
         pass
+
+
+IIO_DEVICE_KEY = sysfs_key("iio_device", "its IIO device", "iio:device0")
+ENABLE_DHT = "add dtoverlay=dht11,gpiopin=N (N: the DATA pin's GPIO number) to /boot/firmware/config.txt"
+
+
+def _open_dht22(device: SysfsDevice, type_name: str, stuck_reads: int) -> Dht22:
+    return Dht22(device.name, device.root, device.reader, stuck_reads=stuck_reads, kind=DHT22)
+
+
+def _emulate_dht22(iio_device: str, climate: Climate) -> Any:
+    from sensors.emulated.sysfs import EmulatedDht, dht22_frame  # emulation is loaded by tests and the demo only
+
+    return EmulatedDht(iio_device, climate, frame=dht22_frame)
+
+
+DHT22 = SensorType(
+    names=("dht22", "am2302"),
+    title="DHT22",
+    connection="iio",
+    quantities={"temperature_c": TEMPERATURE_RANGE_C, "humidity_pct": HUMIDITY_RANGE_PCT},
+    keys=(IIO_DEVICE_KEY,),
+    location_key="iio_device",
+    open=_open_dht22,
+    emulate=_emulate_dht22,
+    enable=ENABLE_DHT,
+    sysfs_ids={DRIVER_NAME: "DHT22/AM2302"},
+)

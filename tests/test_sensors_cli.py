@@ -30,8 +30,10 @@ def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
         ({"type": "sht31", "address": "0x4g"}, "not a number"),
         ({"type": "mcp9808", "address": 0x20}, "0x18, 0x19"),
         ({"type": "bme280", "bus": -1}, "bus: expected an I2C bus number"),
-        ({"type": "ds18b20"}, "device: a ds18b20 needs its 1-Wire id"),
-        ({"type": "dht22"}, "iio_device: a dht22 needs"),
+        ({"type": "ds18b20"}, "device: required for type ds18b20 \\(its 1-Wire id"),
+        ({"type": "ds18b20", "device": ""}, "device: a ds18b20 needs its 1-Wire id"),
+        ({"type": "dht22"}, "iio_device: required for type dht22"),
+        ({"type": "dht22", "iio_device": "../x"}, "iio_device: a dht22 needs its IIO device"),
     ],
 )
 def test_bad_specs_are_named(spec: dict, message: str) -> None:
@@ -103,7 +105,7 @@ def test_read_with_a_wrong_config_names_the_key(tmp_path: Path) -> None:
     config.write_text("sensors:\n  - {id: x, type: bme999}\n")
     result = run("--config", str(config), "read")
     assert result.returncode == 2
-    assert result.stderr.startswith("error: sensors[0].type:")
+    assert result.stderr.startswith("homeboard: config error: sensors[0].type: unknown sensor type")
     assert "Traceback" not in result.stderr
 
 

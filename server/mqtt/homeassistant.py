@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from sensors import registry as sensor_registry
 from server.config import MqttConfig
 from server.hub import Hub, TopicState
 from server.jsonutil import dumpb
@@ -29,15 +30,10 @@ QUANTITIES: dict[str, tuple[str, str, str]] = {
     "pressure_hpa": ("atmospheric_pressure", "hPa", "pressure"),
     "battery_pct": ("battery", "%", "battery"),
 }
-# What each local chip measures, so its entities exist before the first reading.
+# What each local sensor type measures (its descriptor in the sensor registry), so its entities exist before the
+# first reading.
 TYPE_QUANTITIES: dict[str, tuple[str, ...]] = {
-    "bme280": ("temperature_c", "humidity_pct", "pressure_hpa"),
-    "bmp280": ("temperature_c", "pressure_hpa"),
-    "sht31": ("temperature_c", "humidity_pct"),
-    "sht3x": ("temperature_c", "humidity_pct"),
-    "mcp9808": ("temperature_c",),
-    "ds18b20": ("temperature_c",),
-    "dht22": ("temperature_c", "humidity_pct"),
+    name: tuple(t.quantities) for t in sensor_registry.TYPES for name in t.names
 }
 PAYLOAD_ON = "ON"
 PAYLOAD_OFF = "OFF"
