@@ -1,4 +1,4 @@
-"""DHT22 / AM2302 through the kernel `dht11` IIO driver (dtoverlay=dht11,gpiopin=N): parsing and the driver.
+"""DHT22 / AM2302 and DHT11 through the kernel `dht11` IIO driver (dtoverlay=dht11,gpiopin=N): parsing, the driver.
 
 Bit-banging the DHT22 from Python is unreliable (27 µs vs 70 µs pulses on a non-real-time OS); the kernel
 driver times the edges in an IRQ handler. Its reads fail routinely (EIO, ETIMEDOUT, EAGAIN) and it caches a
@@ -27,6 +27,8 @@ MIN_RETRY_S = 2.0  # the kernel's DHT11_DATA_VALID_TIME: an earlier retry only r
 DEFAULT_DEADLINE_S = 5.0
 TEMPERATURE_RANGE_C = (-40.0, 80.0)
 HUMIDITY_RANGE_PCT = (0.0, 100.0)
+DHT11_TEMPERATURE_RANGE_C = (0.0, 50.0)
+DHT11_HUMIDITY_RANGE_PCT = (20.0, 90.0)
 
 _OVERLAY = "check the wiring and dtoverlay=dht11,gpiopin=N in /boot/firmware/config.txt"
 
@@ -118,6 +120,23 @@ class Dht22:
         pass
 
 
+class Dht11(Dht22):
+    """A DHT11: whole °C and %RH. The kernel passes a DHT11's whole units on as milli-units and decodes a frame with
+    tenths as a DHT22's, so a value with a fraction is not from a DHT11: an error, not a reading."""
+
+    def __init__(self, iio_device: str, root: str = IIO_ROOT, reader: Reader = read_text, **kwargs: Any) -> None:
+        kwargs.setdefault("kind", DHT11)
+        super().__init__(iio_device, root, reader, **kwargs)
+
+    def _reading(self, t_milli: int, h_milli: int) -> Reading:
+        if t_milli % 1000 or h_milli % 1000:
+            raise WrongChipError(
+                f"{self.where}: reads {t_milli / 1000:g} °C, {h_milli / 1000:g} %RH with tenths; a DHT11 sends whole "
+                "units: this looks like a DHT22 (set type: dht22)"
+            )
+        return super()._reading(t_milli, h_milli)
+
+
 IIO_DEVICE_KEY = sysfs_key("iio_device", "its IIO device", "iio:device0")
 ENABLE_DHT = "add dtoverlay=dht11,gpiopin=N (N: the DATA pin's GPIO number) to /boot/firmware/config.txt"
 
@@ -143,4 +162,29 @@ DHT22 = SensorType(
     emulate=_emulate_dht22,
     enable=ENABLE_DHT,
     sysfs_ids={DRIVER_NAME: "DHT22/AM2302"},
+)
+
+
+def _open_dht11(device: SysfsDevice, type_name: str, stuck_reads: int) -> Dht11:
+    return Dht11(device.name, device.root, device.reader, stuck_reads=stuck_reads)
+
+
+def _emulate_dht11(iio_device: str, climate: Climate) -> Any:
+    from sensors.emulated.sysfs import EmulatedDht, dht11_frame  # emulation is loaded by tests and the demo only
+
+    return EmulatedDht(iio_device, climate, frame=dht11_frame)
+
+
+# The same kernel driver and files as the DHT22; a narrower range, whole units only.
+DHT11 = SensorType(
+    names=("dht11",),
+    title="DHT11",
+    connection="iio",
+    quantities={"temperature_c": DHT11_TEMPERATURE_RANGE_C, "humidity_pct": DHT11_HUMIDITY_RANGE_PCT},
+    keys=(IIO_DEVICE_KEY,),
+    location_key="iio_device",
+    open=_open_dht11,
+    emulate=_emulate_dht11,
+    enable=ENABLE_DHT,
+    sysfs_ids={DRIVER_NAME: "DHT11"},
 )

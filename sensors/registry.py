@@ -17,6 +17,7 @@ TYPES: tuple[SensorType, ...] = (
     mcp9808.MCP9808,
     ds18b20.DS18B20,
     dht22.DHT22,
+    dht22.DHT11,
 )
 
 BY_NAME: dict[str, SensorType] = {name: t for t in TYPES for name in t.names}
