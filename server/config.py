@@ -15,6 +15,9 @@ from typing import Any, Literal
 
 import yaml
 
+from sensors.errors import SensorSpecError
+from sensors.registry import check_spec, type_keys
+
 
 class ConfigError(Exception):
     """The config is wrong. str(err) is one line starting with the key path."""
@@ -506,9 +509,6 @@ def _check_ids(items: tuple[SensorConfig | RemoteSensorConfig, ...], section: st
 
 def _check_sensors(sensors: tuple[SensorConfig, ...]) -> None:
     """Each local sensor: its type is one the sensor registry knows, with the keys that type takes."""
-    from sensors import SensorSpecError
-    from sensors.registry import check_spec, type_keys
-
     for i, s in enumerate(sensors):
         if s.interval_s <= 0:
             raise ConfigError(f"sensors[{i}].interval_s: must be greater than 0")

@@ -197,3 +197,16 @@ def test_scan_names_what_the_registry_knows(tmp_path: Path) -> None:
 def test_open_sensor_refuses_an_unknown_type_listing_the_registry() -> None:
     with pytest.raises(SensorSpecError, match=f"known: {', '.join(NAMES)}"):
         open_sensor({"type": "dht33"}, bus=FakeBus(1))
+
+
+def test_the_docs_list_every_registered_type_with_its_ranges() -> None:
+    from tests.conftest import REPO
+
+    text = (REPO / "docs" / "sensors.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1]: line for line in text.splitlines() if line.startswith("| `")}
+    for kind in TYPES:
+        row = next((line for cell, line in rows.items() if f"`{kind.names[0]}`" in cell), None)
+        assert row is not None, f"docs/sensors.md has no row for {kind.names[0]}"
+        assert all(f"`{name}`" in row for name in kind.names), row
+        for low, high in kind.quantities.values():
+            assert f"{low:g}..{high:g}".replace("-", "−") in row, (kind.names[0], low, high, row)
