@@ -60,14 +60,13 @@ CREATE TABLE IF NOT EXISTS hourly (
 ) WITHOUT ROWID;
 """
 
-# Version 1 → 2: temperature became optional. SQLite cannot drop a NOT NULL, so both tables are copied once.
-MIGRATE_1_TO_2 = (  # noqa: S608 - constant SQL, no input in it
-    """
+# Version 1 → 2: temperature became optional. SQLite cannot drop a NOT NULL, so both tables are copied once:
+# renamed, created anew from SCHEMA, copied over, dropped (in one transaction).
+RENAME_V1 = """
 ALTER TABLE readings RENAME TO readings_v1;
 ALTER TABLE hourly RENAME TO hourly_v1;
 """
-    + SCHEMA
-    + """
+COPY_V1 = """
 INSERT INTO readings SELECT * FROM readings_v1;
 INSERT INTO hourly (sensor_id, hour_ms, n, t_n, t_min, t_max, t_sum, h_n, h_min, h_max, h_sum, p_n, p_min, p_max, p_sum)
     SELECT sensor_id, hour_ms, n, n, t_min, t_max, t_sum, h_n, h_min, h_max, h_sum, p_n, p_min, p_max, p_sum
@@ -75,7 +74,6 @@ INSERT INTO hourly (sensor_id, hour_ms, n, t_n, t_min, t_max, t_sum, h_n, h_min,
 DROP TABLE readings_v1;
 DROP TABLE hourly_v1;
 """
-)
 
 INSERT_READING = """
 INSERT OR IGNORE INTO readings
@@ -435,9 +433,12 @@ class History:
                     raise sqlite3.DatabaseError(f"quick_check after an unclean stop: {result} (corrupt)")
             if version == 1:
                 log.info("history: updating the database to schema version %d", SCHEMA_VERSION)
-                conn.executescript(
-                    "BEGIN IMMEDIATE;" + MIGRATE_1_TO_2 + f"PRAGMA user_version = {SCHEMA_VERSION};COMMIT;"
-                )
+                conn.execute("BEGIN IMMEDIATE")
+                for script in (RENAME_V1, SCHEMA, COPY_V1):
+                    for statement in filter(str.strip, script.split(";")):
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute("COMMIT")
             elif version < SCHEMA_VERSION:
                 conn.executescript(SCHEMA)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
