@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sensors import registry as sensor_registry
 from server.config import MqttConfig
 from server.hub import Hub, TopicState
 from server.jsonutil import dumpb
@@ -29,11 +28,6 @@ QUANTITIES: dict[str, tuple[str, str, str]] = {
     "humidity_pct": ("humidity", "%", "humidity"),
     "pressure_hpa": ("atmospheric_pressure", "hPa", "pressure"),
     "battery_pct": ("battery", "%", "battery"),
-}
-# What each local sensor type measures (its descriptor in the sensor registry), so its entities exist before the
-# first reading.
-TYPE_QUANTITIES: dict[str, tuple[str, ...]] = {
-    name: tuple(t.quantities) for t in sensor_registry.TYPES for name in t.names
 }
 PAYLOAD_ON = "ON"
 PAYLOAD_OFF = "OFF"
