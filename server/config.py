@@ -675,8 +675,10 @@ def _check_hhmm(value: str | None, path: str) -> None:
         raise ConfigError(f'{path}: expected a time like "07:30", got {_describe(value)}')
 
 
-def read_config_file(path: str | os.PathLike[str]) -> Any:
-    """The parsed YAML document of a config file. Raises ConfigError with a one-line message."""
+def read_document(path: str | os.PathLike[str]) -> Any:
+    """The config file's YAML as plain data, not yet validated. Raises ConfigError with a one-line message.
+
+    For commands that need one section of a file whose other sections may not be complete yet."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError as err:
@@ -696,7 +698,7 @@ def read_config_file(path: str | os.PathLike[str]) -> Any:
 
 def load_config(path: str | os.PathLike[str], *, env: dict[str, str] | None = None, demo: bool = False) -> Config:
     """Read and validate a config file. Raises ConfigError with a one-line message."""
-    return parse_config(read_config_file(path), env=env, demo=demo)
+    return parse_config(read_document(path), env=env, demo=demo)
 
 
 def _mentions_secret(value: Any) -> bool:
@@ -718,7 +720,7 @@ def load_sensors(
     the rest of the file is not validated, and the secrets file is read only if the sensors refer to a secret.
     Raises ConfigError.
     """
-    data = read_config_file(path)
+    data = read_document(path)
     if data is None:
         data = {}
     if not isinstance(data, dict):
