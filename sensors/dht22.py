@@ -126,6 +126,8 @@ class Dht11(Dht22):
 
     def __init__(self, iio_device: str, root: str = IIO_ROOT, reader: Reader = read_text, **kwargs: Any) -> None:
         kwargs.setdefault("kind", DHT11)
+        # No stuck detection: in whole units a steady room repeats the same values for hours.
+        kwargs["stuck_reads"] = 0
         super().__init__(iio_device, root, reader, **kwargs)
 
     def _reading(self, t_milli: int, h_milli: int) -> Reading:

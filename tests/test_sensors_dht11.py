@@ -118,3 +118,10 @@ def test_the_descriptor_is_all_the_rest_needs(tmp_path: Path) -> None:
     assert reading.temperature_c.is_integer()
     assert reading.humidity_pct is not None
     assert reading.humidity_pct.is_integer()
+
+
+def test_whole_units_repeating_in_a_steady_room_are_not_stuck(tmp_path: Path) -> None:
+    _, sensor, clock = make(tmp_path, Climate(21.2, 44.8), stuck_reads=3)
+    for _ in range(10):
+        assert sensor.read().temperature_c == 21.0
+        clock.now += 60.0
