@@ -1,4 +1,4 @@
-"""`python -m sensors scan` / `python -m sensors read [ID]`: wiring checks on the Pi, one line per finding."""
+"""`python -m sensors scan | read [ID] | types`: wiring checks on the Pi, one line per finding; the known types."""
 
 from __future__ import annotations
 
