@@ -85,7 +85,8 @@ class I2CPort:
         if err.errno in NO_ANSWER_ERRNOS:
             return NoDeviceError(
                 f"nothing answers at i2c-{self.bus_number} 0x{self.address:02x} ({self.chip}, errno {err.errno}): "
-                "check wiring and that I2C is enabled"
+                # The bus opened, so I2C is on: the chip is unplugged, miswired or at another address.
+                "check the wiring and the address (python -m sensors scan lists what answers)"
             )
         return BusError(f"{self.where}: bus error: {err.strerror or err}")
 
