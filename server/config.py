@@ -675,6 +675,11 @@ def _check_hhmm(value: str | None, path: str) -> None:
         raise ConfigError(f'{path}: expected a time like "07:30", got {_describe(value)}')
 
 
+def load_config(path: str | os.PathLike[str], *, env: dict[str, str] | None = None, demo: bool = False) -> Config:
+    """Read and validate a config file. Raises ConfigError with a one-line message."""
+    return parse_config(read_document(path), env=env, demo=demo)
+
+
 def read_document(path: str | os.PathLike[str]) -> Any:
     """The config file's YAML as plain data, not yet validated. Raises ConfigError with a one-line message.
 
@@ -694,11 +699,6 @@ def read_document(path: str | os.PathLike[str]) -> Any:
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or "invalid YAML"
         raise ConfigError(f"config: {path}{where}: {problem}") from err
-
-
-def load_config(path: str | os.PathLike[str], *, env: dict[str, str] | None = None, demo: bool = False) -> Config:
-    """Read and validate a config file. Raises ConfigError with a one-line message."""
-    return parse_config(read_document(path), env=env, demo=demo)
 
 
 def _mentions_secret(value: Any) -> bool:
