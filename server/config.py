@@ -693,12 +693,13 @@ def read_document(path: str | os.PathLike[str]) -> Any:
     except UnicodeDecodeError as err:
         raise ConfigError(f"config: {path} is not UTF-8 text") from err
     try:
-        return yaml.safe_load(text)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or "invalid YAML"
         raise ConfigError(f"config: {path}{where}: {problem}") from err
+    return data
 
 
 def _mentions_secret(value: Any) -> bool:
