@@ -167,7 +167,7 @@ class EmulatedDht(EmulatedSysfsDevice):
 
     def render(self, attribute: str) -> str:
         if attribute == "name":
-            return "dht11\n"
+            return self.placeholder(attribute)
         now = self.clock()
         if self._cached_at is None or now - self._cached_at >= 2.0:
             self.check_fail()  # a failed transfer is not cached; the next read tries the sensor again
