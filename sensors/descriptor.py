@@ -95,6 +95,11 @@ class SensorType:
     # Scan of a sysfs tree: 1-Wire family code / IIO driver name → the chip's name.
     sysfs_ids: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
+    def __post_init__(self) -> None:
+        # Shared by every caller: read-only, so no caller can change what a type is for the others.
+        object.__setattr__(self, "quantities", MappingProxyType(dict(self.quantities)))
+        object.__setattr__(self, "sysfs_ids", MappingProxyType(dict(self.sysfs_ids)))
+
     def settings(self, spec: Mapping[str, Any], type_name: str | None = None) -> dict[str, Any]:
         """This type's keys from a config entry, checked, with defaults filled in. Raises SensorSpecError."""
         type_name = type_name or self.names[0]
