@@ -29,7 +29,7 @@ def install(services: Services) -> list[Any]:
     urls = services.demo_urls
     sources = config.sources
     if sources.weather is not None:
-        services.runner.add(WeatherSource(sources.weather, tz, base_url=urls.get("weather")))
+        services.runner.add(WeatherSource(sources.weather, tz, base_url=urls.get("weather"), locale=config.page.locale))
     if sources.departures is not None:
         services.runner.add(
             DeparturesSource(sources.departures, tz, data_dir=services.data_dir, base_url=urls.get("departures"))

@@ -165,7 +165,7 @@ def parse_departures(
                     "state": state,
                     "cancelled": cancelled,
                     "deviations": _messages(r, r.items(dep, "deviations", path, optional=True), f"{path}.deviations"),
-                    "leave_in_min": math.floor(leave_in_s / 60.0),
+                    "leave_in_min": leave_in_s / 60.0,  # unrounded: the page rounds once, for display
                 },
             )
         )
