@@ -103,10 +103,11 @@ _ERROR_MEANINGS: dict[int, tuple[str, bool]] = {
 
 # The languages WeatherAPI translates condition texts into (https://www.weatherapi.com/docs/multilingual/).
 # English is the default and needs no parameter; a language not listed here gets English texts.
-WEATHERAPI_LANGS = frozenset(
-    "ar bn bg zh zh_tw cs da nl fi fr de el hi hu it ja jv ko zh_cmn mr pl pt pa ro ru sr si sk es sv ta te tr uk ur"
-    " vi zh_wuu zh_hsn zh_yue zu".split()
-)
+_LANGS_TEXT = """
+ar bn bg zh zh_tw cs da nl fi fr de el hi hu it ja jv ko zh_cmn mr pl pt pa ro ru sr si sk es sv ta te tr uk ur vi
+zh_wuu zh_hsn zh_yue zu
+"""
+WEATHERAPI_LANGS = frozenset(_LANGS_TEXT.split())
 
 
 def weatherapi_lang(locale: str) -> str | None:
