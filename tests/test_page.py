@@ -681,6 +681,8 @@ def test_formatting_and_rules_in_the_browser(page_standin: Any, page_probe: Any)
           const sen = await import('/js/widgets/sensors.js');
           const strava = await import('/js/widgets/strava.js');
           const card = await import('/js/card.js');
+          const words = await import('/js/strings.js');
+          words.setLanguage('en-GB');
           f.configure({locale: 'en-GB', timeZone: 'Europe/Stockholm', clock24h: true});
           const now = Date.parse('2026-11-25T14:05:00+01:00');
           const H = 3600000;
@@ -694,7 +696,7 @@ def test_formatting_and_rules_in_the_browser(page_standin: Any, page_probe: Any)
             pace: [f.paceOrSpeed('Run', 10, 3000), f.paceOrSpeed('Ride', 20, 3600), f.paceOrSpeed('Swim', 1.5, 1800),
                    f.paceOrSpeed('Run', 0, 100), f.paceOrSpeed('Walk', 5, null)],
             duration: [f.duration(3720), f.duration(2700), f.duration(-1)],
-            distance: [f.distanceKm(8.42), f.distanceKm(0), f.distanceKm(123.4)],
+            distance: [f.distance(8.42), f.distance(0), f.distance(123.4), f.distance(4.246)],
             week: [f.isoWeek(Date.parse('2026-01-01T12:00:00+01:00')), f.isoWeek(Date.parse('2024-12-30T12:00:00Z')),
                    f.isoWeek(now)],
             since: [f.since(now - 60000, now), f.since(now - 2 * 24 * H, now), f.since(now - 30 * 24 * H, now)],
@@ -705,7 +707,8 @@ def test_formatting_and_rules_in_the_browser(page_standin: Any, page_probe: Any)
                     sched.inRange(13 * 60, 12 * 60, 14 * 60), sched.hhmm('24:00'), sched.hhmm('7:05')],
             backoff: [sock.backoffMs(0, () => 0), sock.backoffMs(0, () => 1), sock.backoffMs(3, () => 1),
                       sock.backoffMs(20, () => 0), sock.backoffMs(20, () => 1)],
-            countdown: [dep.countdown(now + 10000, now), dep.countdown(now + 272000, now),
+            countdown: [dep.countdown(now + 10000, now), dep.countdown(now + 45000, now),
+                        dep.countdown(now + 60000, now), dep.countdown(now + 218000, now),
                         dep.countdown(now + 34 * 60000, now), dep.countdown(now + 2 * H, now)],
             trend: [sen.trend([{ms: now - H, c: 20}, {ms: now, c: 21}])?.glyph,
                     sen.trend([{ms: now - H, c: 20}, {ms: now, c: 20.05}])?.glyph,
@@ -717,7 +720,7 @@ def test_formatting_and_rules_in_the_browser(page_standin: Any, page_probe: Any)
             icons: [strava.sportIcon('TrailRun'), strava.sportIcon('EBikeRide'), strava.sportIcon('Kitesurf'),
                     strava.sportIcon(undefined)],
             states: [card.describe(undefined),
-                     card.describe({data: null, status: 'unavailable', error: 'no data yet', updated_at: null}),
+                     card.describe({data: null, updated_at: null, stale: false, status: 'waiting', error: null}),
                      card.describe({data: null, status: 'unavailable', error: 'Strava needs re-authorizing',
                                     updated_at: '2026-11-25T12:00:00+01:00'}),
                      card.describe({data: {}, status: 'ok', stale: true, error: null,
@@ -727,16 +730,40 @@ def test_formatting_and_rules_in_the_browser(page_standin: Any, page_probe: Any)
           };
           f.configure({locale: 'sv-SE', timeZone: 'Europe/Stockholm', clock24h: false});
           out.sv = [f.wind(36), f.temperature(-3.25, 1), f.clockParts(now)];
+          // Swedish words and numbers, 24 h.
+          words.setLanguage('sv-SE');
+          f.configure({locale: 'sv-SE', timeZone: 'Europe/Stockholm', clock24h: true});
+          const cd = (ms) => { const c = dep.countdown(now + ms, now); return `${c.main} ${c.unit}`.trim(); };
+          out.svMore = {
+            distance: f.distance(4.246), percent: f.percent(40.4), time: f.time(now), hour: f.hour(now),
+            countdown: [cd(10000), cd(45000), cd(218000)], compass: words.t('compass')('SSW'),
+            leave: words.t('leaveIn')(3), waiting: card.describe({data: null, updated_at: null, stale: false,
+              status: 'waiting', error: null}).text,
+          };
+          // English, 12-hour clock: no leading zero.
+          words.setLanguage('en-US');
+          f.configure({locale: 'en-US', timeZone: 'Europe/Stockholm', clock24h: false});
+          out.h12 = [f.time(now), f.time(now - 5 * H), f.hour(now), f.wallTime('07:58 PM'), f.wallTime('06:05'),
+                     f.clockParts(now - 5 * H)];
+          // Imperial units, converted and rounded once, here.
+          f.configure({locale: 'en-US', timeZone: 'Europe/Stockholm', clock24h: false, units: 'imperial'});
+          out.imperial = [f.temperature(20), f.temperature(-40), f.temperature(37, 1), f.wind(16.09344),
+                          f.distance(4.246), f.distance(160.9344), f.paceOrSpeed('Run', 1.609344, 480),
+                          f.paceOrSpeed('Ride', 32.18688, 3600), f.pressure(1013.25), f.percent(61)];
+          // Every language has every word the English list has.
+          const en = Object.keys(words.wordsFor('en')).sort();
+          out.missing = Object.fromEntries(words.LANGUAGES.map((lang) =>
+            [lang, en.filter((k) => !(k in words.wordsFor(lang)))]));
           return out;
         }"""
     )
     assert r["temps"] == ["0°", "–", "–", "21.5°", "–", "–", "-3°"]
-    assert r["percent"] == "40 %"
+    assert r["percent"] == "40%"  # English: no space (Swedish has one, below)
     assert r["windEn"] == "36 km/h"
     assert r["wall"] == ["19:58", "08:30", "–", "–", "–"]
     assert r["pace"] == ["5:00 /km", "20.0 km/h", "2:00 /100 m", "–", "–"]
     assert r["duration"] == ["1:02 h", "45 min", "–"]
-    assert r["distance"] == ["8.4 km", "–", "123 km"]
+    assert r["distance"] == ["8.4 km", "–", "123 km", "4.2 km"]  # 4.246 km is 4.2 km, never 4.3
     assert r["week"] == [1, 1, 48]
     assert r["since"][0] == "14:04"
     assert re.fullmatch(r"Mon 14:05", r["since"][1]), r["since"]
@@ -745,7 +772,15 @@ def test_formatting_and_rules_in_the_browser(page_standin: Any, page_probe: Any)
     assert r["dayKey"] == "2026-11-26"  # 23:30 UTC is already tomorrow in Stockholm
     assert r["night"] == [True, True, False, False, True, None, 425]
     assert r["backoff"] == [500, 1000, 8000, 15000, 30000]
-    assert [c["main"] + c["unit"] for c in r["countdown"]] == ["now", "4:32", "34min", "16:05"]
+    # Never "m:ss" (read as a time of day across the room): seconds only within the last minute.
+    assert [f"{c['main']} {c['unit']}".strip() for c in r["countdown"]] == [
+        "Now",
+        "45 s",
+        "1 min",
+        "3 min",
+        "34 min",
+        "16:05",
+    ]
     assert r["trend"] == ["↑", "→", "↘", None]
     assert r["spark"][0].count("M") == 2  # a 2.4 h hole breaks the line instead of drawing a made-up slope
     assert r["spark"][1] == ""  # two readings a minute apart are not a trend
@@ -763,6 +798,32 @@ def test_formatting_and_rules_in_the_browser(page_standin: Any, page_probe: Any)
     assert r["sv"][0] == "10 m/s"
     assert r["sv"][1] == "−3,3°"  # sv-SE: decimal comma and a real minus sign
     assert r["sv"][2]["suffix"] != ""  # 12 h clock: AM/PM shown apart from the digits
+    assert r["svMore"] == {
+        "distance": "4,2 km",
+        "percent": "40\u00a0%",  # a no-break space: the sign never wraps away from its number
+        "time": "14:05",
+        "hour": "14",
+        "countdown": ["Nu", "45 s", "3 min"],
+        "compass": "SSV",
+        "leave": "gå om 3 min",
+        "waiting": "väntar på data",
+    }
+    spaced = [x if isinstance(x, dict) else x.replace("\u202f", " ").replace("\xa0", " ") for x in r["h12"]]
+    assert spaced[:5] == ["2:05 PM", "9:05 AM", "2 PM", "7:58 PM", "6:05 AM"]
+    assert spaced[5] == {"main": "9:05", "suffix": "AM"}
+    assert r["imperial"] == [
+        "68°",
+        "-40°",
+        "98.6°",
+        "10 mph",
+        "2.6 mi",
+        "100 mi",
+        "8:00 /mi",
+        "20.0 mph",
+        "29.92 inHg",
+        "61%",
+    ]
+    assert r["missing"] == {"en": [], "sv": []}
 
 
 def iso_in(seconds: float) -> str:
@@ -884,7 +945,8 @@ def test_departures_tick_every_second_on_the_page_clock(page_standin: Any, page_
                 "stop_deviations": ["Lift out of service"],
                 "departures": [
                     departure("gone", -40),  # left 40 s ago: the page drops it without the server
-                    departure("17", 300, leave_in_min=1),
+                    departure("16", 50),
+                    departure("17", 300, leave_in_min=2.5),  # unrounded, as the server sends it
                     departure("18", 600, cancelled=True, deviations=["Signal failure"]),
                     departure("19", 40 * 60),
                 ],
@@ -898,12 +960,14 @@ def test_departures_tick_every_second_on_the_page_clock(page_standin: Any, page_
           e.querySelector('.dep-unit').textContent, e.querySelector('.dep-leave').textContent,
           e.classList.contains('is-cancelled')]); return r.length ? r : null; }"""
     )
-    assert [r[0] for r in rows] == ["17", "18", "19"]
-    assert re.fullmatch(r"4:5\d|5:00", rows[0][1]), rows
-    assert rows[0][3] == "leave in 1 min"
-    assert rows[1][1:3] == ["cancelled", ""]
-    assert rows[1][4] is True
-    assert rows[2][1:3] == ["40", "min"]
+    assert [r[0] for r in rows] == ["16", "17", "18", "19"]
+    # Within the last minute the seconds count down, with their unit; beyond it whole minutes: never "m:ss".
+    assert re.fullmatch(r"4\d|50", rows[0][1]) and rows[0][2] == "s", rows
+    assert rows[1][1] in ("4", "5") and rows[1][2] == "min", rows
+    assert rows[1][3] == "leave in 2 min"  # 2.5 min left: whole minutes, rounded down once, on the page
+    assert rows[2][1:3] == ["cancelled", ""]
+    assert rows[2][4] is True
+    assert rows[3][1] in ("39", "40") and rows[3][2] == "min", rows  # whole minutes left, as SL's signs count
     # Record every countdown change for 2.5 s: the server sends nothing in that time.
     changes = probe.js(
         """() => new Promise((resolve) => {
@@ -915,7 +979,7 @@ def test_departures_tick_every_second_on_the_page_clock(page_standin: Any, page_
         })"""
     )
     assert len(changes) >= 2, changes
-    seconds = [int(m) * 60 + int(s) for m, s in (c.split(":") for c in changes)]
+    seconds = [int(c) for c in changes]
     assert all(b == a - 1 for a, b in itertools.pairwise(seconds)), changes
     assert probe.text(".dep-notice") == "Lift out of service"
     assert_clean(probe)
