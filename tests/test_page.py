@@ -962,12 +962,15 @@ def test_departures_tick_every_second_on_the_page_clock(page_standin: Any, page_
     )
     assert [r[0] for r in rows] == ["16", "17", "18", "19"]
     # Within the last minute the seconds count down, with their unit; beyond it whole minutes: never "m:ss".
-    assert re.fullmatch(r"4\d|50", rows[0][1]) and rows[0][2] == "s", rows
-    assert rows[1][1] in ("4", "5") and rows[1][2] == "min", rows
+    assert re.fullmatch(r"4\d|50", rows[0][1]), rows
+    assert rows[0][2] == "s", rows
+    assert rows[1][1] in ("4", "5"), rows
+    assert rows[1][2] == "min", rows
     assert rows[1][3] == "leave in 2 min"  # 2.5 min left: whole minutes, rounded down once, on the page
     assert rows[2][1:3] == ["cancelled", ""]
     assert rows[2][4] is True
-    assert rows[3][1] in ("39", "40") and rows[3][2] == "min", rows  # whole minutes left, as SL's signs count
+    assert rows[3][1] in ("39", "40"), rows  # whole minutes left, as SL's signs count
+    assert rows[3][2] == "min", rows
     # Record every countdown change for 2.5 s: the server sends nothing in that time.
     changes = probe.js(
         """() => new Promise((resolve) => {
