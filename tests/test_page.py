@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import math
 import re
 import threading
 import time
@@ -20,7 +21,10 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from tornado.netutil import bind_sockets
 
+from server.demo import world
+from server.demo.standin import make_standin_app
 from tests.browser import ARTIFACTS, HomeboardProcess, KioskStandin, PageProbe, launch
+from tests.fakeapi import FakeApi, serve_app
 
 TZ = ZoneInfo("Europe/Stockholm")
 TOKEN = "test-ingest-token-0123456789"
@@ -261,10 +265,12 @@ def test_server_down_shows_banner_then_recovers_without_reload(tmp_path: Path, p
 
 
 class StravaStandin:
-    """Strava's token endpoint and activity list in their real formats, with names the test chooses."""
+    """Strava's token endpoint and activity list in their real formats, with names (and distance) the test chooses."""
 
-    def __init__(self, names: list[str]) -> None:
+    def __init__(self, names: list[str], *, distance_m: float = 5000.0, sport: str = "Run") -> None:
         self.names = names
+        self.distance_m = distance_m
+        self.sport = sport
         self.port = 0
         self._loop: IOLoop | None = None
         self._ready = threading.Event()
@@ -295,11 +301,11 @@ class StravaStandin:
                         {
                             "id": 900 + i,
                             "name": name,
-                            "type": "Run",
-                            "sport_type": "Run",
+                            "type": standin.sport,
+                            "sport_type": standin.sport,
                             "start_date": (now - dt.timedelta(hours=2 + i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
                             "start_date_local": (now - dt.timedelta(hours=2 + i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                            "distance": 5000.0 + i,
+                            "distance": standin.distance_m + i,
                             "moving_time": 1500,
                             "elapsed_time": 1600,
                             "total_elevation_gain": 12.0,
@@ -371,6 +377,180 @@ def test_third_party_strings_render_as_text_and_run_nothing(tmp_path: Path, page
     finally:
         server.stop()
         strava.stop()
+
+
+@pytest.fixture
+def remote_apis() -> Iterator[FakeApi]:
+    """The demo's WeatherAPI and SL stand-in, in their real formats on loopback, for a server run without --demo."""
+    apis = serve_app(make_standin_app())
+    yield apis
+    apis.stop()
+
+
+def page_words(probe: PageProbe) -> dict[str, Any]:
+    """The words, numbers and widgets on the page, from the DOM."""
+    return probe.js(
+        """() => {
+          const txt = (sel) => document.querySelector(sel)?.textContent ?? null;
+          const all = (sel) => [...document.querySelectorAll(sel)].filter((e) => !e.hidden && e.offsetParent)
+            .map((e) => e.textContent);
+          return {
+            lang: document.documentElement.lang,
+            widgets: [...document.querySelectorAll('section.w')].map((s) => s.dataset.widget),
+            titles: all('.kicker-title'),
+            clock: [txt('.clock-main'), txt('.clock-suffix')],
+            temp: txt('.now-temp'), condition: txt('.now-condition'), wind: txt('.now-wind'),
+            feels: txt('.now-feels'), humidity: txt('.now-humidity'), sun: all('.now-sun'),
+            hours: all('.hour-time'), days: all('.day-name'),
+            deps: [...document.querySelectorAll('.dep')].filter((e) => !e.hidden).map((e) =>
+              [e.querySelector('.dep-count').textContent, e.querySelector('.dep-unit').textContent]),
+            distances: all('.act-distance'), paces: all('.act-pace'),
+            sensors: [...document.querySelectorAll('.sensor')].map((r) => ({
+              name: r.querySelector('.sensor-name').textContent, temp: r.querySelector('.sensor-temp').textContent,
+              humidity: r.querySelector('.sensor-humidity').textContent,
+              pressure: r.querySelector('.sensor-pressure').textContent,
+              status: r.querySelector('.sensor-status').textContent,
+              waiting: r.classList.contains('is-waiting')})),
+          };
+        }"""
+    )
+
+
+def assert_fits(probe: PageProbe, width: int, height: int, label: str) -> None:
+    """No scrolling, every widget inside the screen and of a usable size."""
+    geometry = probe.js(
+        """() => ({
+          scroll: [document.documentElement.scrollWidth, document.documentElement.scrollHeight],
+          widgets: [...document.querySelectorAll('section.w')].map((s) => {
+            const r = s.getBoundingClientRect();
+            return [s.dataset.widget, Math.round(r.left), Math.round(r.top), Math.round(r.right),
+              Math.round(r.bottom), Math.round(r.width), Math.round(r.height)];
+          }),
+        })"""
+    )
+    assert geometry["scroll"] == [width, height], (label, geometry)
+    for widget, left, top, right, bottom, w, h in geometry["widgets"]:
+        assert (left, top) >= (0, 0), (label, widget)
+        assert right <= width, (label, widget)
+        assert bottom <= height, (label, widget)
+        assert min(w, h) > 100, (label, widget, w, h)
+
+
+def test_swedish_wall_shows_only_what_is_configured(tmp_path: Path, page_probe: Any, remote_apis: FakeApi) -> None:
+    """sv-SE: Swedish words, weather texts and decimal commas; a 4246.0 m walk is 4,2 km; no sensors configured,
+    so no sensors widget (not "waiting for data" forever), and the layout still fits at every wall size."""
+    strava = StravaStandin(["Lunchpromenad"], distance_m=4246.0, sport="Walk").start()
+    base = f"http://127.0.0.1:{strava.port}"
+    doc = page_doc(
+        page={"locale": "sv-SE", "night_from": None, "night_until": None, "reload_at": None},
+        remote_sensors=[],
+        sources={
+            "weather": {"api_key": "test-key", "query": "Stockholm", "base_url": remote_apis.url("/weatherapi/v1")},
+            "departures": {"site_id": 9192, "base_url": remote_apis.url("/sl/v1")},
+            "strava": {
+                "client_id": "1",
+                "client_secret": "test-secret",
+                "refresh_token": "refresh-1",
+                "base_url": base + "/api/v3",
+                "token_url": base + "/oauth/token",
+            },
+        },
+    )
+    server = HomeboardProcess(tmp_path, doc, demo=False).start()
+    ready = """() => document.querySelector('.act-distance')?.textContent && document.querySelectorAll(
+      '.dep:not([hidden])').length && !['', '–'].includes(document.querySelector('.now-condition')?.textContent)"""
+    try:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        for size, (width, height) in WALL_SIZES.items():
+            probe = page_probe(width, height).open(server.url + "/?wall=1")
+            probe.wait_for(ready, timeout_s=20)
+            probe.page.wait_for_timeout(300)  # late icons and the lists' fit pass
+            probe.page.screenshot(path=str(ARTIFACTS / f"page-sv-no-sensors-{size}.png"))
+            assert_fits(probe, width, height, size)
+            assert_clean(probe)
+        shown = page_words(probe)
+        assert shown["lang"] == "sv-SE"
+        assert shown["widgets"] == ["clock", "weather", "departures", "forecast", "strava"]  # no sensors widget
+        assert {"Avgångar", "Prognos", "Träning"} <= set(shown["titles"])
+        swedish = {text for pair in world.CONDITIONS_BY_LANG["sv"].values() for text in pair}
+        assert shown["condition"] in swedish, shown["condition"]  # WeatherAPI asked with lang=sv
+        assert shown["feels"].startswith("känns som ")
+        assert re.fullmatch(r"vind \d+ m/s [NSOV]{1,3}", shown["wind"]), shown["wind"]  # SSV, not SSW
+        assert "Idag" in shown["days"]
+        assert shown["distances"] == ["4,2 km"]  # 4246.0 m: rounded once, on the page; never 4,3
+        # Countdowns: "Nu", seconds or whole minutes with their unit (or "inställd"): never "3:38".
+        for count, unit in shown["deps"]:
+            assert (count, unit) == ("Nu", "") or (count.isdigit() and unit in ("s", "min")) or count == "inställd", (
+                shown["deps"]
+            )
+        assert all(re.fullmatch(r"\d\d", h) for h in shown["hours"]), shown["hours"]
+    finally:
+        server.stop()
+        strava.stop()
+
+
+def fahrenheit(celsius: float, digits: int = 0) -> str:
+    """What the page should show: converted, then rounded once, half away from zero."""
+    f = celsius * 9 / 5 + 32
+    factor = 10**digits
+    rounded = math.copysign(math.floor(abs(f) * factor + 0.5), f) / factor
+    return f"{rounded:.{digits}f}°"
+
+
+def test_imperial_english_12_hour_wall(tmp_path: Path, page_probe: Any, remote_apis: FakeApi) -> None:
+    """en-US, imperial, 12-hour clock: °F, mph, inHg, "2:52 PM" times; no departures or Strava configured, so
+    neither widget is on the wall."""
+    doc = page_doc(
+        page={
+            "locale": "en-US",
+            "units": "imperial",
+            "clock_24h": False,
+            "night_from": None,
+            "night_until": None,
+            "reload_at": None,
+        },
+        remote_sensors=[{"id": "balcony", "name": "Balcony", "token": TOKEN}],
+        sources={
+            "weather": {"api_key": "test-key", "query": "Stockholm", "base_url": remote_apis.url("/weatherapi/v1")}
+        },
+    )
+    server = HomeboardProcess(tmp_path, doc, demo=False).start()
+    try:
+        assert (
+            server.post_reading(
+                "balcony", TOKEN, {"temperature_c": 21.5, "humidity_pct": 40.2, "pressure_hpa": 1013.25}
+            )[0]
+            == 201
+        )
+        probe = page_probe(1280, 720).open(server.url + "/?wall=1")
+        probe.wait_for(
+            """() => document.querySelector('.sensor-temp')?.textContent.includes('°') &&
+              !['', '–'].includes(document.querySelector('.now-temp')?.textContent)""",
+            timeout_s=20,
+        )
+        shown = page_words(probe)
+        weather = server.get_json("/api/state")["topics"]["weather"]["data"]
+        assert shown["lang"] == "en-US"
+        assert shown["widgets"] == ["clock", "weather", "sensors", "forecast"]  # no departures, no strava
+        assert re.fullmatch(r"[1-9]\d?:\d\d", shown["clock"][0]), shown["clock"]  # "2:52", no leading zero
+        assert shown["clock"][1] in ("AM", "PM")
+        assert shown["temp"] == fahrenheit(weather["current"]["temperature_c"])
+        assert re.fullmatch(r"wind \d+ mph [NSEW]{1,3}", shown["wind"]), shown["wind"]
+        english = {text for pair in world.CONDITIONS.values() for text in pair}
+        assert shown["condition"] in english, shown["condition"]  # English: no lang parameter
+        assert all(re.fullmatch(r"(sunrise|sunset) [1-9]\d?:\d\d\s[AP]M", sun) for sun in shown["sun"]), shown["sun"]
+        assert all(re.fullmatch(r"[1-9]\d?\s[AP]M", h) for h in shown["hours"]), shown["hours"]
+        assert "Today" in shown["days"]
+        balcony = shown["sensors"][0]
+        assert balcony["name"] == "Balcony"
+        assert balcony["temp"] == "70.7°"  # 21.5 °C
+        assert balcony["humidity"] == "40%"
+        assert balcony["pressure"] == "29.92 inHg"
+        probe.page.screenshot(path=str(ARTIFACTS / "page-en-us-imperial-1280x720.png"))
+        assert_fits(probe, 1280, 720, "1280x720")
+        assert_clean(probe)
+    finally:
+        server.stop()
 
 
 def test_screenshots_fit_without_scrolling(page_server: HomeboardProcess, page_probe: Any) -> None:
@@ -920,6 +1100,53 @@ def test_hostile_strings_alerts_and_screen_off(page_standin: Any, page_probe: An
     # A phone viewer keeps showing the page when the wall's screen is off.
     viewer = page_probe(390, 844).open(standin.url + "/?wall=0")
     assert viewer.js("() => document.body.dataset.display") == "on"
+
+
+WAITING = {"data": None, "updated_at": None, "stale": False, "status": "waiting", "error": None}
+
+
+def test_widgets_follow_the_topics_and_waiting_is_not_a_fault(page_standin: Any, page_probe: Any) -> None:
+    """A widget is on the wall only while the server has its topic; a configured topic with nothing yet says
+    "waiting", not a fault. A snapshot from a server restarted with another config re-lays the wall out."""
+    standin = page_standin(widgets=["clock", "weather", "departures", "sensors", "forecast", "strava"])
+    standin.topics = {"weather": dict(WAITING), "sensor/attic": dict(WAITING)}
+    probe = page_probe(1280, 720).open(standin.url + "/?wall=1")
+    widgets = "() => [...document.querySelectorAll('section.w')].map((s) => s.dataset.widget).join(' ')"
+    probe.wait_for(f"() => ({widgets})() === 'clock weather sensors forecast'")
+    shown = probe.js(
+        """() => ({
+          weather: [document.querySelector('.w-weather').className, document.querySelector('.w-weather .card-status')
+            .textContent],
+          sensor: [document.querySelector('.sensor').className, document.querySelector('.sensor-status').textContent,
+            document.querySelector('.sensor-temp').textContent],
+        })"""
+    )
+    assert "is-waiting" in shown["weather"][0]
+    assert shown["weather"][1] == "waiting for data"
+    assert "is-waiting" in shown["sensor"][0]
+    assert "is-unavailable" not in shown["sensor"][0]
+    assert shown["sensor"][1:] == ["waiting for data", "–"]
+    # Restarted with Strava and without weather: Strava comes on, weather and its forecast go, nothing reloads.
+    probe.js("() => { window.__sameDocument = true; }")
+    standin.topics = {
+        "sensor/attic": dict(WAITING),
+        "strava": topic(
+            {
+                "activities": [
+                    {"id": 1, "name": "Lunch walk", "sport_type": "Walk", "distance_km": 4.246, "moving_time_s": 2700}
+                ],
+                "week": {"distance_km": 4.246, "count": 1},
+            }
+        ),
+    }
+    standin.send(standin.snapshot())
+    probe.wait_for(f"() => ({widgets})() === 'clock sensors strava'")
+    assert probe.js("() => window.__sameDocument") is True
+    assert probe.wait_for("() => document.querySelector('.act-distance').textContent") == "4.2 km"
+    probe.page.screenshot(path=str(ARTIFACTS / "page-topics-follow-1280x720.png"))
+    assert_fits(probe, 1280, 720, "clock sensors strava")
+    probe.console_errors = [e for e in probe.console_errors if "/history" not in e]  # the stand-in has none
+    assert_clean(probe)
 
 
 def test_departures_tick_every_second_on_the_page_clock(page_standin: Any, page_probe: Any) -> None:
