@@ -461,10 +461,12 @@ def test_swedish_wall_shows_only_what_is_configured(tmp_path: Path, page_probe: 
       '.dep:not([hidden])').length && !['', '–'].includes(document.querySelector('.now-condition')?.textContent)"""
     try:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        probe = page_probe().open(server.url + "/?wall=1")
+        probe.wait_for(ready, timeout_s=20)
         for size, (width, height) in WALL_SIZES.items():
-            probe = page_probe(width, height).open(server.url + "/?wall=1")
-            probe.wait_for(ready, timeout_s=20)
-            probe.page.wait_for_timeout(300)  # late icons and the lists' fit pass
+            # One page, the screen resized (as a rotated or another panel would): the layout must follow.
+            probe.page.set_viewport_size({"width": width, "height": height})
+            probe.page.wait_for_timeout(300)  # the lists' fit pass
             probe.page.screenshot(path=str(ARTIFACTS / f"page-sv-no-sensors-{size}.png"))
             assert_fits(probe, width, height, size)
             assert_clean(probe)
