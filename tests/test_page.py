@@ -24,7 +24,7 @@ from tornado.netutil import bind_sockets
 from server.demo import world
 from server.demo.standin import make_standin_app
 from tests.browser import ARTIFACTS, HomeboardProcess, KioskStandin, PageProbe, launch
-from tests.fakeapi import FakeApi, serve_app
+from tests.fakeapi import FakeApi, Reply, serve_app
 
 TZ = ZoneInfo("Europe/Stockholm")
 TOKEN = "test-ingest-token-0123456789"
@@ -340,8 +340,19 @@ class StravaStandin:
             self._thread.join(10)
 
 
+def hostile_departures(_request: Any) -> Reply:
+    """SL's departures answer (the demo's timetable, now) with markup in the deviation texts."""
+    payload = world.departures_payload(9192, time.time())
+    for dep in payload["departures"]:
+        dep["deviations"] = [{"importance_level": 5, "consequence": "INFORMATION", "message": XSS}]
+    payload["stop_deviations"][0]["message"] = "Hissen <b>ur funktion</b> & <script>window.__xss=3</script>"
+    return Reply(200, payload)
+
+
 def test_third_party_strings_render_as_text_and_run_nothing(tmp_path: Path, page_probe: Any) -> None:
     strava = StravaStandin([XSS, "</script><script>window.__xss=2</script>", "\u202eevil.exe"]).start()
+    sl = FakeApi().start()
+    sl.route("/v1/sites/9192/departures", hostile_departures)
     base = f"http://127.0.0.1:{strava.port}"
     doc = page_doc(
         sources={
@@ -351,7 +362,8 @@ def test_third_party_strings_render_as_text_and_run_nothing(tmp_path: Path, page
                 "refresh_token": "refresh-1",
                 "base_url": base + "/api/v3",
                 "token_url": base + "/oauth/token",
-            }
+            },
+            "departures": {"site_id": 9192, "base_url": sl.url("/v1")},
         },
         remote_sensors=[{"id": "evil", "name": XSS, "token": TOKEN}],
     )
@@ -369,14 +381,24 @@ def test_third_party_strings_render_as_text_and_run_nothing(tmp_path: Path, page
         probe.wait_for(
             "() => [...document.querySelectorAll('.sensor-name')].some((n) => n.textContent.includes('<img'))"
         )
+        deviations = probe.wait_for(
+            "() => { const d = [...document.querySelectorAll('.dep-deviation')].filter((e) => e.textContent)"
+            ".map((e) => e.textContent); return d.length ? d : null; }"
+        )
+        assert XSS in deviations
+        assert probe.text(".dep-notice") == "Hissen <b>ur funktion</b> & <script>window.__xss=3</script>"
         time.sleep(0.5)  # give an injected onerror every chance to fire
         assert probe.js("() => window.__xss") is None
         # Shown as text: no element was made from the strings.
-        assert probe.js("() => document.querySelectorAll('.act-name *, .sensor-name *, img[src=x]').length") == 0
+        made = (
+            "() => document.querySelectorAll('.act-name *, .sensor-name *, .dep-what *:not(span), img[src=x]').length"
+        )
+        assert probe.js(made) == 0
         assert_clean(probe)
     finally:
         server.stop()
         strava.stop()
+        sl.stop()
 
 
 @pytest.fixture
