@@ -531,7 +531,10 @@ def test_imperial_english_12_hour_wall(tmp_path: Path, page_probe: Any, remote_a
             "night_until": None,
             "reload_at": None,
         },
-        remote_sensors=[{"id": "balcony", "name": "Balcony", "token": TOKEN}],
+        remote_sensors=[
+            {"id": "balcony", "name": "Balcony", "token": TOKEN},
+            {"id": "attic", "name": "Attic", "token": TOKEN},  # never reports: waiting, not a fault
+        ],
         sources={
             "weather": {"api_key": "test-key", "query": "Stockholm", "base_url": remote_apis.url("/weatherapi/v1")}
         },
@@ -563,7 +566,11 @@ def test_imperial_english_12_hour_wall(tmp_path: Path, page_probe: Any, remote_a
         assert all(re.fullmatch(r"(sunrise|sunset) [1-9]\d?:\d\d\s[AP]M", sun) for sun in shown["sun"]), shown["sun"]
         assert all(re.fullmatch(r"[1-9]\d?\s[AP]M", h) for h in shown["hours"]), shown["hours"]
         assert "Today" in shown["days"]
-        balcony = shown["sensors"][0]
+        balcony, attic = shown["sensors"]
+        assert attic["name"] == "Attic"
+        assert attic["waiting"] is True
+        assert attic["status"] == "waiting for data"
+        assert attic["temp"] == "–"
         assert balcony["name"] == "Balcony"
         assert balcony["temp"] == "70.7°"  # 21.5 °C
         assert balcony["humidity"] == "40%"

@@ -276,6 +276,7 @@ async function boot() {
       units: page.units,
     });
     setLanguage(page.locale);
+    if (config?.sensor_names && typeof config.sensor_names === "object") store.sensorNames = config.sensor_names;
     document.documentElement.lang = format.currentLocale();
     if (typeof page.title === "string" && page.title) document.title = page.title;
 

@@ -13,6 +13,7 @@ export class Store {
     this.serverOffsetMs = 0; // server clock − browser clock, from the last snapshot
     this.connection = { online: false, sinceMs: Date.now() };
     this.lastRenderMs = null; // when the clock last drew: sent in heartbeats as proof of life
+    this.sensorNames = {}; // sensor id → configured name (from /api/config), for a sensor with no reading yet
     this._subs = new Set(); // {key, fn}
     this._connSubs = new Set();
     this._setSubs = new Set();
