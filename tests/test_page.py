@@ -575,8 +575,13 @@ def test_imperial_english_12_hour_wall(tmp_path: Path, page_probe: Any, remote_a
         assert balcony["temp"] == "70.7°"  # 21.5 °C
         assert balcony["humidity"] == "40%"
         assert balcony["pressure"] == "29.92 inHg"
-        probe.page.screenshot(path=str(ARTIFACTS / "page-en-us-imperial-1280x720.png"))
-        assert_fits(probe, 1280, 720, "1280x720")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        for size, (width, height) in WALL_SIZES.items():
+            # Longer 12-hour labels ("10 PM") and no departures or Strava: the layout still fits everywhere.
+            probe.page.set_viewport_size({"width": width, "height": height})
+            probe.page.wait_for_timeout(300)
+            probe.page.screenshot(path=str(ARTIFACTS / f"page-en-us-imperial-{size}.png"))
+            assert_fits(probe, width, height, size)
         assert_clean(probe)
     finally:
         server.stop()
