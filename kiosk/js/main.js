@@ -39,6 +39,7 @@ const DEFAULT_PAGE = {
   large: ["departures", "strava"],
   reload_at: null,
 };
+const FIRST_SNAPSHOT_WAIT_MS = 2_000; // then lay out what is known; later topics still bring their widgets
 const OFFLINE_GRACE_MS = 3_000; // a quick server restart should not flash the banner
 const MIN_UPTIME_FOR_RELOAD_MS = 120_000; // never reload twice in the same minute
 const RELOAD_GUARD_KEY = "homeboard.reloaded_at";
@@ -289,6 +290,8 @@ async function boot() {
       }
       return Promise.all(fresh.map((s) => mountWidget(s.name, s.node, store)));
     };
+    // The first layout waits (briefly) for the snapshot, so the wall does not start as a lone clock and then jump.
+    await Promise.race([store.firstSnapshot, new Promise((resolve) => setTimeout(resolve, FIRST_SNAPSHOT_WAIT_MS))]);
     store.onTopicSet(() => mountFresh());
     await mountFresh();
 

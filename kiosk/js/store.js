@@ -18,6 +18,10 @@ export class Store {
     this._connSubs = new Set();
     this._setSubs = new Set();
     this._batch = false; // inside replaceAll: topic-set listeners hear once, at the end
+    // Settles with the first snapshot: which topics exist (and so which widgets) is known from then on.
+    this.firstSnapshot = new Promise((resolve) => {
+      this._snapshotArrived = resolve;
+    });
   }
 
   /** The server's clock when this browser's is off by more than a few seconds (a phone), else the browser's. */
@@ -58,6 +62,7 @@ export class Store {
       this._batch = false;
     }
     if (gone.length || added) this._topicSetChanged();
+    this._snapshotArrived();
   }
 
   /** fn() whenever a topic appears or goes away (after a whole snapshot, once). */
