@@ -16,7 +16,7 @@ import pytest
 
 from sensors.registry import quantities_of
 from server import homeboard as homeboard_mod
-from server.display_backends import make_backend
+from server.display.backends import make_backend
 from server.mqtt.homeassistant import QUANTITIES
 from server.mqtt.retained import FILE_NAME
 from server.sources.base import SimpleSource, TransientError

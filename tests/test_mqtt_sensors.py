@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from server.config import parse_config
-from server.history import DB_NAME
+from server.readings.history import DB_NAME
 from tests.conftest import free_port, make_config, require_tool
 from tests.mqttbroker import Broker, Client, Page, get_json, health, mqtt_settings, topic_state, wait_until
 from tests.serverthread import ServerThread
@@ -134,8 +134,9 @@ def test_broken_payloads_show_an_error_naming_the_field_and_nothing_stops(srv: S
             "Expecting property name enclosed in double quotes (line 1, column 2)",
         ),
         (
-            json.dumps({"humidity": 40}).encode(),
-            'zigbee2mqtt/kitchen: field "temperature" is missing (set temperature_field if it has another name)',
+            json.dumps({"battery": 40}).encode(),  # a humidity-only device is fine; no quantity at all is not
+            'zigbee2mqtt/kitchen: field "temperature" is missing (nor humidity, pressure): '
+            "set temperature_field (or humidity_field) if it has another name",
         ),
         (
             json.dumps({"temperature": "hot"}).encode(),

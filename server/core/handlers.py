@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import tornado.web
 
-from server.jsonutil import dumpb
-from server.metrics import render_metrics
+from server.core.jsonutil import dumpb
+from server.core.metrics import render_metrics
 
 if TYPE_CHECKING:
     from server.homeboard import Homeboard
@@ -64,6 +64,8 @@ class ConfigHandler(BaseHandler):
                 "timezone": cfg.timezone,
                 "demo": cfg.demo,
                 "page": dataclasses.asdict(cfg.page),
+                # Names for sensors still waiting for their first reading (a reading carries its own name).
+                "sensor_names": {sensor_id: entry.name for sensor_id, entry in self.board.readings.sensors.items()},
             }
         )
 
