@@ -25,6 +25,7 @@ from server.handlers import (
     PageStaticHandler,
     StateHandler,
 )
+from server.hostcheck import HostCheckedApplication, HostPolicy
 from server.hub import Hub
 from server.laststate import LastStateStore
 from server.runner import SourceRunner
@@ -94,8 +95,9 @@ def make_app(services: Services, feature_routes: list[Any] | None = None) -> tor
         (r"/api/.*", NotFoundHandler),
         (r"/(.*)", PageStaticHandler, {"path": str(KIOSK_DIR), "default_filename": "index.html"}),
     ]
-    return tornado.web.Application(
+    return HostCheckedApplication(
         routes,
+        host_policy=HostPolicy.for_server(cfg.host, cfg.allowed_hosts),
         log_function=log_request,
         websocket_ping_interval=cfg.ws_ping_interval_s,
         websocket_ping_timeout=cfg.ws_ping_interval_s,
