@@ -87,7 +87,7 @@ def srv(tmp_path: Path) -> Iterator[ServerThread]:
         server={"allowed_hosts": ["wall.home.arpa", "10.9.8.7"]},
         remote_sensors=[{"id": "balcony", "token": TOKEN}],
     )
-    server = ServerThread(config, features=("server.sensing",)).start()
+    server = ServerThread(config).start()
     yield server
     server.stop()
 
@@ -268,7 +268,7 @@ def test_a_foreign_host_is_refused_on_every_route(srv: ServerThread, host: str) 
         assert status == 421, (host, path, status)
         assert answer_headers["content-type"].startswith("application/json")
         assert "server.allowed_hosts" in json.loads(answer)["error"]
-    assert srv.call(lambda: srv.services.hub.get("sensor/balcony").data) is None, "the refused POST stored nothing"
+    assert srv.call(lambda: srv.board.hub.get("sensor/balcony").data) is None, "the refused POST stored nothing"
 
 
 def ws_upgrade(port: int, host: str, origin: str | None = None) -> int:
