@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import socket
+import subprocess
 import threading
 import urllib.error
 import urllib.request
@@ -22,7 +23,7 @@ from tornado.netutil import bind_sockets
 from server.config import ConfigError
 from server.handlers import PageStaticHandler, is_page_file
 from server.hostcheck import HostPolicy, host_name_of, interface_addresses
-from tests.conftest import REPO, make_config
+from tests.conftest import REPO, make_config, require_tool
 from tests.procutil import ServerProcess
 from tests.serverthread import ServerThread
 
@@ -260,14 +261,19 @@ def test_a_foreign_host_is_refused_on_every_route(srv: ServerThread, host: str) 
         ("GET", "/healthz", b""),
         ("GET", "/metrics", b""),
         ("GET", "/api/nothing", b""),
+        ("GET", "/api/display", b""),
+        ("GET", "/api/sensors/balcony/history", b""),
+        ("HEAD", "/api/state", b""),
+        ("OPTIONS", "/api/state", b""),
         ("POST", INGEST, b'{"temperature_c": 20.5}'),
     ]
     for method, path, body in routes:
         headers = {"Authorization": f"Bearer {TOKEN}"} if method == "POST" else {}
         status, answer_headers, answer = request(srv.port, method, path, headers, body, host=host)
-        assert status == 421, (host, path, status)
+        assert status == 421, (host, method, path, status)
         assert answer_headers["content-type"].startswith("application/json")
-        assert "server.allowed_hosts" in json.loads(answer)["error"]
+        if method != "HEAD":
+            assert "server.allowed_hosts" in json.loads(answer)["error"]
     assert srv.call(lambda: srv.board.hub.get("sensor/balcony").data) is None, "the refused POST stored nothing"
 
 
@@ -454,3 +460,22 @@ def test_a_1mb_body_with_a_wrong_token_through_a_plain_http_client(srv: ServerTh
         urllib.request.urlopen(req, timeout=20)
     assert info.value.code == 401
     assert json.loads(info.value.read()) == {"error": "unauthorized"}
+
+
+@pytest.mark.parametrize("size", [1 << 20, 9 << 20], ids=["1MiB", "9MiB"])
+@pytest.mark.parametrize("chunked_body", [False, True], ids=["content-length", "chunked"])
+def test_curl_posting_a_large_body_with_a_wrong_token_reads_the_json_401(
+    srv: ServerThread, tmp_path: Path, size: int, chunked_body: bool
+) -> None:
+    """curl as a user would run it: it sends Expect: 100-continue for a large body, so the answer can come first."""
+    curl = require_tool("curl")
+    body = tmp_path / "body.json"
+    body.write_bytes(b'{"temperature_c": 1, "pad": "' + b"x" * size + b'"}')
+    args = [curl, "-sS", "-o", "-", "-w", "\n%{http_code}", "-H", "Authorization: Bearer wrong"]
+    if chunked_body:
+        args += ["-H", "Transfer-Encoding: chunked"]
+    run = subprocess.run(
+        [*args, "--data-binary", f"@{body}", srv.url + INGEST], capture_output=True, text=True, timeout=60
+    )
+    answer, _, code = run.stdout.rpartition("\n")
+    assert (code, json.loads(answer)) == ("401", {"error": "unauthorized"}), run.stderr
