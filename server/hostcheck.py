@@ -137,6 +137,7 @@ class MisdirectedHandler(tornado.web.RequestHandler):
 
     def prepare(self) -> None:
         self.clear_header("Server")
+        self.set_header("X-Content-Type-Options", "nosniff")
         self.set_status(421)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
@@ -147,10 +148,13 @@ class MisdirectedHandler(tornado.web.RequestHandler):
 
 
 class HostCheckedApplication(tornado.web.Application):
-    """A tornado Application that refuses foreign Host headers for every route (settings["host_policy"])."""
+    """A tornado Application that refuses foreign Host headers for every route, before routing."""
+
+    def __init__(self, handlers: list[Any], *, host_policy: HostPolicy, **settings: Any) -> None:
+        super().__init__(handlers, **settings)
+        self.host_policy = host_policy
 
     def find_handler(self, request: tornado.httputil.HTTPServerRequest, **kwargs: Any) -> Any:
-        policy: HostPolicy | None = self.settings.get("host_policy")
-        if policy is not None and not policy.allows(request.headers.get("Host")):
+        if not self.host_policy.allows(request.headers.get("Host")):
             return self.get_handler_delegate(request, MisdirectedHandler)
         return super().find_handler(request, **kwargs)
