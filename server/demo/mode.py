@@ -32,7 +32,7 @@ from server.config import (
     WeatherConfig,
     replace,
 )
-from server.history import History, HistoryError
+from server.readings.history import History, HistoryError
 from server.readings.path import ReadingPath
 from server.readings.reading import Reading, make_reading
 from server.sensing.gpio_inputs import GpioInputs

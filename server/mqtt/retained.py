@@ -22,8 +22,8 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from server.atomic import atomic_write_bytes
-from server.jsonutil import dumpb
+from server.core.atomic import atomic_write_bytes
+from server.core.jsonutil import dumpb
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from typing import Any
 import tornado.httputil
 import tornado.web
 
-from server.jsonutil import dumpb
+from server.core.jsonutil import dumpb
 
 log = logging.getLogger(__name__)
 

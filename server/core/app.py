@@ -14,8 +14,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
-from server.display import DisplayHandler
-from server.handlers import (
+from server.core.handlers import (
     ConfigHandler,
     DebugBlockHandler,
     HealthHandler,
@@ -24,11 +23,12 @@ from server.handlers import (
     PageStaticHandler,
     StateHandler,
 )
-from server.history import history_handler
+from server.core.hostcheck import HostCheckedApplication, HostPolicy
+from server.core.ws import LiveSocket
+from server.display.controller import DisplayHandler
 from server.homeboard import Homeboard
-from server.hostcheck import HostCheckedApplication, HostPolicy
-from server.ingest import IngestHandler
-from server.ws import LiveSocket
+from server.readings.history import history_handler
+from server.readings.ingest import IngestHandler
 
 log = logging.getLogger(__name__)
 
