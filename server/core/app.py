@@ -32,7 +32,7 @@ from server.readings.ingest import IngestHandler
 
 log = logging.getLogger(__name__)
 
-KIOSK_DIR = Path(__file__).resolve().parent.parent / "kiosk"
+KIOSK_DIR = Path(__file__).resolve().parents[2] / "kiosk"
 
 LAST_STATE_SAVE_S = 10.0
 MAX_INCOMING_WS_BYTES = 4096
