@@ -352,6 +352,8 @@ def test_a_phone_on_the_lan_reaches_a_server_bound_to_all_interfaces(tmp_path: P
         assert "topics" in json.loads(body)
         assert request(proc.port, "GET", "/", host=f"{address}:{proc.port}", address=address)[0] == 200
         assert request(proc.port, "GET", "/api/state", host=f"evil.example:{proc.port}", address=address)[0] == 421
+        # "0.0.0.0 day": a public page asking the browser for http://0.0.0.0:port/ reaches this machine's services.
+        assert request(proc.port, "GET", "/api/state", host=f"0.0.0.0:{proc.port}")[0] == 421
     finally:
         proc.stop()
 
