@@ -111,7 +111,10 @@ class HostPolicy:
         wildcard = bind_host.strip() in WILDCARD_BINDS
         if not wildcard:
             names.append(bind_host)
-        return cls(names, with_interfaces=wildcard, **kwargs)
+        policy = cls(names, with_interfaces=wildcard, **kwargs)
+        # Said once at start, so that a 421 from a name a user expected to work is easy to explain.
+        log.info("answering to the host names %s", ", ".join(sorted(policy.names | policy.interface_names)))
+        return policy
 
     def allows(self, host_header: str | None) -> bool:
         if host_header is None:
