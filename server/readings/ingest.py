@@ -26,8 +26,9 @@ from server.readings.path import ReadingPath
 from server.readings.reading import QUANTITIES, Reading, ReadingError, iso_time, make_reading
 
 MAX_BODY_BYTES = 4096
-# An authorized but too large body is drained up to this size before the 413, so the client reads the answer
-# instead of a connection reset; anything larger is cut off by closing the connection.
+# A body whose answer is known before it is read (404, 401, 413) is drained up to this size before the JSON
+# answer, so the client reads it instead of a connection reset; anything larger is answered at once and the
+# connection closed.
 DRAIN_LIMIT_BYTES = 4 << 20
 MAX_INT_DIGITS = 20
 FIELDS = (*QUANTITIES, "measured_at")
