@@ -26,6 +26,7 @@ from server.config import (
     load_config,
     replace,
 )
+from server.demo.calendars import DEMO_CALENDAR
 from server.laststate import LastStateStore
 from server.sdnotify import Notifier
 from server.services import Services
@@ -76,6 +77,7 @@ def with_demo_sources(cfg: Config) -> Config:
             weather=s.weather or WeatherConfig(api_key="demo-key"),
             departures=s.departures or DeparturesConfig(site_id=9192),
             strava=s.strava or StravaConfig(client_id="demo", client_secret=DEMO_SECRET, refresh_token=DEMO_SECRET),
+            calendar=s.calendar or DEMO_CALENDAR,
         ),
     )
 

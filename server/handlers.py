@@ -62,6 +62,11 @@ class ConfigHandler(BaseHandler):
                 "timezone": cfg.timezone,
                 "demo": cfg.demo,
                 "page": dataclasses.asdict(cfg.page),
+                # Names and colours only: a calendar's address is a secret and never leaves the server.
+                "calendars": [
+                    {"name": c.name, "color": c.color}
+                    for c in (cfg.sources.calendar.calendars if cfg.sources.calendar else ())
+                ],
             }
         )
 

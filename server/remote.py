@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from server.services import Services
+from server.sources.calendar import CalendarSource
 from server.sources.sl import DeparturesSource
 from server.sources.strava import DEMO_TOKEN_FILE_NAME, TOKEN_FILE_NAME, StravaSource
 from server.sources.weather import WeatherSource
@@ -46,6 +47,8 @@ def install(services: Services) -> list[Any]:
                 token_file_name=DEMO_TOKEN_FILE_NAME if urls else TOKEN_FILE_NAME,
             )
         )
-    enabled = [name for name in ("weather", "departures", "strava") if getattr(sources, name) is not None]
+    if sources.calendar is not None:
+        services.runner.add(CalendarSource(sources.calendar, config.timezone, base_url=urls.get("calendar")))
+    enabled = [name for name in ("weather", "departures", "strava", "calendar") if getattr(sources, name) is not None]
     log.info("remote sources: %s%s", ", ".join(enabled) or "none", " (demo stand-in)" if urls else "")
     return []

@@ -1,0 +1,327 @@
+"""iCalendar feed → occurrences in one time zone: check, pre-select, parse, expand. Pure; also a child process.
+
+The server never imports icalendar / recurring-ical-events itself (≈9 MB of RSS for good, and a multi-MB feed
+parsed in the server would raise its peak by far more): CalendarSource runs this module as
+`python -m server.sources.calendar_ics --zone Europe/Stockholm --from 2026-12-01 --until 2026-12-12` with the
+ICS on stdin, and reads one compact JSON object from stdout (see main()).
+
+Why a text-level pre-selection before the libraries: private feeds carry a calendar's whole history (thousands of
+past VEVENTs) and icalendar builds a heavy object per property. A one-off event whose dates are far outside the
+window cannot show up, so its block is dropped before parsing; anything that might recur (RRULE, RDATE) or move
+(RECURRENCE-ID) near the window is kept, and anything the scanner cannot read is kept for the real parser to judge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import re
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+SELECT_MARGIN_DAYS = 2  # a date written in any zone is within ±14 h of the same date in ours
+_FOLD_RE = re.compile(rb"\r?\n[ \t]")  # RFC 5545 §3.1: CRLF + one space or tab is deleted (bytes: §3.1 octets)
+_LINE_RE = re.compile(r"\r\n|\n|\r")
+_DURATION_RE = re.compile(r"^([+-])?P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
+_SELECT_PROPS = ("DTSTART", "DTEND", "DURATION", "RRULE", "RDATE", "RECURRENCE-ID", "UID")
+
+
+class FeedError(Exception):
+    """The body is not a usable calendar as a whole (not ICS, cut off). The message says what to check."""
+
+
+def check_feed(body: bytes) -> None:
+    """Raise FeedError unless `body` looks like one whole iCalendar file. Cheap: looks at both ends only."""
+    head = body[:512].lstrip(b"\xef\xbb\xbf \t\r\n").upper()
+    if not head:
+        raise FeedError("the link answers with an empty file, not a calendar")
+    if not head.startswith(b"BEGIN:VCALENDAR"):
+        if head.startswith(b"<") or b"<HTML" in head:
+            raise FeedError(
+                "the link answers with a web page, not a calendar: use the calendar's ICS (iCal) address, "
+                "not the one for viewing it in a browser"
+            )
+        raise FeedError("the link answers with something that is not a calendar (no BEGIN:VCALENDAR)")
+    if b"END:VCALENDAR" not in body[-256:].upper():
+        raise FeedError(f"the calendar file was cut off after {len(body)} bytes (no END:VCALENDAR); will retry")
+
+
+# ---------------------------------------------------------------- text-level split and pre-selection
+
+
+@dataclass
+class RawFeed:
+    """The feed split into blocks of unfolded lines: calendar properties, VTIMEZONEs, VEVENTs."""
+
+    header: list[str] = field(default_factory=list)
+    timezones: list[list[str]] = field(default_factory=list)
+    events: list[list[str]] = field(default_factory=list)
+
+
+def unfold(body: bytes) -> str:
+    """Unfold at the octet level, then decode: a fold may split a UTF-8 character (libical, ical4j do)."""
+    return _FOLD_RE.sub(b"", body).decode("utf-8", errors="replace").lstrip("\ufeff")
+
+
+def split_feed(text: str) -> RawFeed:
+    """Blocks by component; nested components (VALARM, STANDARD/DAYLIGHT) stay inside their parent's block."""
+    feed = RawFeed()
+    depth = 0
+    block: list[str] | None = None
+    kind = ""
+    for line in _LINE_RE.split(text):
+        if not line:
+            continue
+        head = line[:6].upper()
+        if head == "BEGIN:":
+            depth += 1
+            if depth == 2:
+                kind = line[6:].strip().upper()
+                block = [line] if kind in ("VEVENT", "VTIMEZONE") else None
+            elif block is not None:
+                block.append(line)
+            continue
+        if line[:4].upper() == "END:":
+            if block is not None:
+                block.append(line)
+                if depth == 2:
+                    (feed.events if kind == "VEVENT" else feed.timezones).append(block)
+                    block = None
+            depth = max(depth - 1, 0)
+            continue
+        if block is not None:
+            block.append(line)
+        elif depth == 1:
+            feed.header.append(line)
+    return feed
+
+
+def _split_property(line: str) -> tuple[str, str]:
+    """'DTSTART;TZID="a:b":20261201T100000' → ('DTSTART', '20261201T100000'); quoted parameters may hold ':'."""
+    quoted = False
+    name_end = -1
+    for i, ch in enumerate(line):
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted:
+            if ch in ";:" and name_end < 0:
+                name_end = i
+            if ch == ":":
+                return line[: name_end if name_end >= 0 else i].upper(), line[i + 1 :]
+    return line.upper(), ""
+
+
+def _date_of(value: str) -> dt.date | None:
+    try:
+        return dt.date(int(value[0:4]), int(value[4:6]), int(value[6:8]))
+    except (ValueError, IndexError):
+        return None
+
+
+def _duration_days(value: str) -> int | None:
+    m = _DURATION_RE.match(value.strip().upper())
+    if not m or m.group(1) == "-":
+        return None
+    weeks, days, hours = (int(g or 0) for g in m.group(2, 3, 4))
+    return weeks * 7 + days + (hours + 23) // 24 + 1
+
+
+def might_show(block: Iterable[str], lo: dt.date, hi: dt.date) -> bool:
+    """Can this VEVENT have an occurrence overlapping [lo, hi] (dates, any zone)? True when unsure."""
+    props: dict[str, str] = {}
+    depth = 0
+    for line in block:
+        head = line[:6].upper()
+        if head == "BEGIN:":
+            depth += 1
+            continue
+        if line[:4].upper() == "END:":
+            depth -= 1
+            continue
+        if depth != 1:
+            continue  # a VALARM's properties are not the event's
+        name = line.split(":", 1)[0].split(";", 1)[0].upper()
+        if name in _SELECT_PROPS and name not in props:
+            props[name] = _split_property(line)[1]
+    lo_m, hi_m = lo - dt.timedelta(days=SELECT_MARGIN_DAYS), hi + dt.timedelta(days=SELECT_MARGIN_DAYS)
+    start = _date_of(props.get("DTSTART", ""))
+    if start is None:
+        return True  # let the parser decide (and report) what this is
+    if "RDATE" in props:
+        return True
+    if "RRULE" in props:
+        if start > hi_m:
+            return False
+        until = re.search(r"(?i)UNTIL=(\d{8})", props["RRULE"])
+        return until is None or (_date_of(until.group(1)) or hi_m) >= lo_m
+    moved_from = _date_of(props.get("RECURRENCE-ID", ""))
+    if moved_from is not None and lo_m <= moved_from <= hi_m:
+        return True  # an override of an instance in the window: needed to take the original's place
+    if start > hi_m:
+        return False
+    if "DTEND" in props:
+        end = _date_of(props["DTEND"])
+    elif "DURATION" in props:
+        days = _duration_days(props["DURATION"])
+        end = None if days is None else start + dt.timedelta(days=days)
+    else:
+        end = start + dt.timedelta(days=1)
+    return end is None or end >= lo_m
+
+
+def select(feed: RawFeed, lo: dt.date, hi: dt.date) -> list[list[str]]:
+    return [block for block in feed.events if might_show(block, lo, hi)]
+
+
+# ---------------------------------------------------------------- parse, expand, convert
+
+
+@dataclass
+class Expansion:
+    events: list[dict[str, Any]]
+    skipped: int  # events or series that could not be read (the rest are shown)
+    scanned: int  # VEVENTs in the feed
+    parsed: int  # VEVENTs handed to the parser after pre-selection
+
+
+def _as_text(value: Any) -> str:
+    return str(value).strip() if value is not None else ""
+
+
+def _to_zone(value: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=tz)  # floating, and the feed named no X-WR-TIMEZONE: our zone
+    return value.astimezone(tz).replace(microsecond=0)
+
+
+def occurrence(component: Any, tz: dt.tzinfo) -> dict[str, Any] | None:
+    """One expanded VEVENT → the topic's event shape (without `calendar`); None when cancelled."""
+    if _as_text(component.get("STATUS")).upper() == "CANCELLED":
+        return None
+    start = component.decoded("DTSTART")
+    if "DTEND" in component:
+        end = component.decoded("DTEND")
+    elif "DURATION" in component:
+        end = start + component.decoded("DURATION")
+    else:
+        end = start  # RFC 5545 §3.6.1: a DATE lasts one day (fixed below), a DATE-TIME ends when it starts
+    location = _as_text(component.get("LOCATION")) or None
+    title = _as_text(component.get("SUMMARY"))
+    if not isinstance(start, dt.datetime):
+        end_day = end.date() if isinstance(end, dt.datetime) else end
+        if end_day <= start:
+            end_day = start + dt.timedelta(days=1)  # DTEND = DTSTART exists in the wild: one day
+        return {
+            "title": title,
+            "start": start.isoformat(),
+            "end": end_day.isoformat(),
+            "all_day": True,
+            "location": location,
+        }
+    if not isinstance(end, dt.datetime):
+        end = dt.datetime.combine(end, dt.time(), start.tzinfo)
+    start_z, end_z = _to_zone(start, tz), _to_zone(end, tz)
+    end_z = max(end_z, start_z)
+    return {
+        "title": title,
+        "start": start_z.isoformat(timespec="seconds"),
+        "end": end_z.isoformat(timespec="seconds"),
+        "all_day": False,
+        "location": location,
+    }
+
+
+def _calendar_text(feed: RawFeed, events: list[list[str]]) -> str:
+    lines = ["BEGIN:VCALENDAR", *feed.header]
+    for block in feed.timezones:
+        lines.extend(block)
+    for block in events:
+        lines.extend(block)
+    lines.append("END:VCALENDAR")
+    return "\r\n".join(lines) + "\r\n"
+
+
+def _parse_isolated(feed: RawFeed, events: list[list[str]]) -> tuple[Any, int]:
+    """The calendar with every VEVENT that parses on its own; the count of those that do not."""
+    import icalendar
+
+    good: list[list[str]] = []
+    for block in events:
+        try:
+            icalendar.Calendar.from_ical(_calendar_text(RawFeed(header=feed.header), [block]))
+        except Exception:  # noqa: S112 - any parser failure means "this event cannot be read": leave it out
+            continue
+        good.append(block)
+    return icalendar.Calendar.from_ical(_calendar_text(feed, good)), len(events) - len(good)
+
+
+def expand(body: bytes, zone: str, first: dt.date, last: dt.date) -> Expansion:
+    """Occurrences overlapping the local days first..last (inclusive), in `zone`, unsorted.
+
+    Raises FeedError when the file as a whole is unusable; a bad event or series is skipped and counted.
+    """
+    import icalendar
+    import recurring_ical_events
+
+    class _Query(recurring_ical_events.CalendarQuery):
+        # One broken series (a bad RRULE, an UNTIL dateutil refuses) must never hide the rest of the feed.
+        suppressed_errors = [Exception]  # noqa: RUF012 - the library's own class attribute
+
+    check_feed(body)
+    tz = ZoneInfo(zone)
+    feed = split_feed(unfold(body))
+    chosen = select(feed, first, last)
+    skipped = 0
+    try:
+        calendar = icalendar.Calendar.from_ical(_calendar_text(feed, chosen))
+    except Exception:
+        try:
+            calendar, skipped = _parse_isolated(feed, chosen)
+        except Exception as err:
+            raise FeedError(f"the calendar file could not be read ({type(err).__name__})") from None
+    query = recurring_ical_events.of(calendar, skip_bad_series=True, calendar_query=_Query)
+    lo = first - dt.timedelta(days=1)
+    hi = last + dt.timedelta(days=2)
+    try:
+        components = query.between(lo, hi)
+    except Exception as err:
+        raise FeedError(f"the calendar's events could not be expanded ({type(err).__name__})") from None
+    events: list[dict[str, Any]] = []
+    for component in components:
+        try:
+            item = occurrence(component, tz)
+        except Exception:
+            skipped += 1
+            continue
+        if item is not None:
+            events.append(item)
+    return Expansion(events=events, skipped=skipped, scanned=len(feed.events), parsed=len(chosen))
+
+
+# ---------------------------------------------------------------- child process
+
+
+def main(argv: list[str] | None = None) -> int:
+    """ICS on stdin → one JSON line on stdout: {"events", "skipped", "scanned", "parsed"} or {"error"} (exit 3)."""
+    parser = argparse.ArgumentParser(prog="python -m server.sources.calendar_ics", description=__doc__)
+    parser.add_argument("--zone", required=True, help="IANA zone for timed events and floating times")
+    parser.add_argument("--from", dest="first", required=True, type=dt.date.fromisoformat, help="first local day")
+    parser.add_argument("--until", dest="last", required=True, type=dt.date.fromisoformat, help="last local day")
+    args = parser.parse_args(argv)
+    body = sys.stdin.buffer.read()
+    try:
+        result = expand(body, args.zone, args.first, args.last)
+    except FeedError as err:
+        sys.stdout.write(json.dumps({"error": str(err)}) + "\n")
+        return 3
+    out = {"events": result.events, "skipped": result.skipped, "scanned": result.scanned, "parsed": result.parsed}
+    sys.stdout.write(json.dumps(out, ensure_ascii=False, separators=(",", ":")) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
