@@ -192,13 +192,32 @@ def _as_text(value: Any) -> str:
     return str(value).strip() if value is not None else ""
 
 
-def _to_zone(value: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
+def _to_zone(value: dt.datetime, tz: dt.tzinfo, floating_tz: dt.tzinfo) -> dt.datetime:
     if value.tzinfo is None:
-        value = value.replace(tzinfo=tz)  # floating, and the feed named no X-WR-TIMEZONE: our zone
+        value = value.replace(tzinfo=floating_tz)  # a floating time: the same wall time where it is read
     return value.astimezone(tz).replace(microsecond=0)
 
 
-def occurrence(component: Any, tz: dt.tzinfo) -> dict[str, Any] | None:
+def floating_zone(header: list[str], tz: dt.tzinfo) -> dt.tzinfo:
+    """Where floating times are: the feed's X-WR-TIMEZONE (IANA or a Windows name, as CLDR maps it), else `tz`.
+
+    Only floating times: unlike x_wr_timezone.to_standard (which recurring_ical_events.of applies), a UTC
+    DTSTART keeps its UTC time through a DST change, as RFC 5545 §3.8.5.3 says.
+    """
+    from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
+
+    for line in header:
+        name, value = _split_property(line)
+        if name == "X-WR-TIMEZONE":
+            value = value.strip().strip('"')
+            try:
+                return ZoneInfo(WINDOWS_TO_OLSON.get(value, value))
+            except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError; a bad name a ValueError
+                return tz
+    return tz
+
+
+def occurrence(component: Any, tz: dt.tzinfo, floating_tz: dt.tzinfo | None = None) -> dict[str, Any] | None:
     """One expanded VEVENT → the topic's event shape (without `calendar`); None when cancelled."""
     if _as_text(component.get("STATUS")).upper() == "CANCELLED":
         return None
@@ -224,7 +243,7 @@ def occurrence(component: Any, tz: dt.tzinfo) -> dict[str, Any] | None:
         }
     if not isinstance(end, dt.datetime):
         end = dt.datetime.combine(end, dt.time(), start.tzinfo)
-    start_z, end_z = _to_zone(start, tz), _to_zone(end, tz)
+    start_z, end_z = _to_zone(start, tz, floating_tz or tz), _to_zone(end, tz, floating_tz or tz)
     end_z = max(end_z, start_z)
     return {
         "title": title,
@@ -283,7 +302,9 @@ def expand(body: bytes, zone: str, first: dt.date, last: dt.date) -> Expansion:
             calendar, skipped = _parse_isolated(feed, chosen)
         except Exception as err:
             raise FeedError(f"the calendar file could not be read ({type(err).__name__})") from None
-    query = recurring_ical_events.of(calendar, skip_bad_series=True, calendar_query=_Query)
+    # Not recurring_ical_events.of(): it would move UTC times into X-WR-TIMEZONE first (see floating_zone).
+    query = _Query(calendar, skip_bad_series=True)
+    floating_tz = floating_zone(feed.header, tz)
     lo = first - dt.timedelta(days=1)
     hi = last + dt.timedelta(days=2)
     try:
@@ -293,7 +314,7 @@ def expand(body: bytes, zone: str, first: dt.date, last: dt.date) -> Expansion:
     events: list[dict[str, Any]] = []
     for component in components:
         try:
-            item = occurrence(component, tz)
+            item = occurrence(component, tz, floating_tz)
         except Exception:
             skipped += 1
             continue
