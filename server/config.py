@@ -210,7 +210,7 @@ class PageConfig:
     clock_24h: bool = True
     night_from: str | None = "22:00"  # dimmed theme from/until, local time
     night_until: str | None = "06:30"
-    widgets: tuple[str, ...] = ("clock", "weather", "departures", "sensors", "forecast", "strava")
+    widgets: tuple[str, ...] = ("clock", "weather", "departures", "sensors", "forecast", "calendar", "strava")
     large: tuple[str, ...] = ("departures", "strava")  # wider column in landscape, a whole row in portrait
     reload_at: str | None = "04:00"  # daily reload to cap browser memory
 

@@ -8,10 +8,14 @@ import { Store } from "./store.js";
 import { setLanguage, t } from "./strings.js";
 import { everyMinute } from "./ticker.js";
 
-const KNOWN_WIDGETS = ["clock", "weather", "departures", "sensors", "forecast", "strava"];
+const KNOWN_WIDGETS = ["clock", "weather", "departures", "sensors", "forecast", "strava", "calendar"];
 const HERO_WIDGETS = new Set(["clock", "weather"]);
+// On a portrait wall these sit beside the clock and weather, in the room the hero leaves on its right, so the
+// body's rows keep their height. Decided once at start: a wall does not rotate while it runs.
+const PORTRAIT_HERO_WIDGETS = new Set(["calendar"]);
+const PORTRAIT_WALL = "(orientation: portrait) and (min-width: 600px)";
 // Relative column widths in landscape: what each widget's content needs at the same type size.
-const BODY_WEIGHT = { departures: 1, sensors: 1.1, forecast: 0.85, strava: 1 };
+const BODY_WEIGHT = { departures: 1, sensors: 1.1, forecast: 0.85, strava: 1, calendar: 1.1 };
 // Relative row heights in portrait.
 const PORTRAIT_WEIGHT = { departures: 1.2, sensors: 1.2, forecast: 1.2, strava: 0.75 };
 const DEFAULT_PAGE = {
@@ -83,7 +87,8 @@ function layout(page) {
   const columns = [];
   for (const name of names) {
     const section = el(`section.w.w-${name}`, { "data-widget": name });
-    if (HERO_WIDGETS.has(name)) hero.append(section);
+    const portraitHero = PORTRAIT_HERO_WIDGETS.has(name) && matchMedia(PORTRAIT_WALL).matches;
+    if (HERO_WIDGETS.has(name) || portraitHero) hero.append(section);
     else {
       // A large widget gets a wider column in landscape and a whole row in portrait.
       if (large.has(name)) section.classList.add("is-large");
@@ -237,6 +242,10 @@ async function boot() {
     document.documentElement.lang = String(page.locale || "en").split("-")[0];
     if (typeof page.title === "string" && page.title) document.title = page.title;
 
+    // No calendars configured: no calendar column (the server lists names and colours, never addresses).
+    if (Array.isArray(config?.calendars) && !config.calendars.length && Array.isArray(page.widgets)) {
+      page.widgets = page.widgets.filter((name) => name !== "calendar");
+    }
     const placed = layout(page);
     if (placed.some(([name]) => name === "weather")) {
       placed.push(["alerts", document.getElementById("alerts")]);

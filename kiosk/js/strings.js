@@ -34,6 +34,10 @@ const WORDS = {
     falling: "falling",
     steady: "steady",
     activities: (n) => (n === 1 ? "1 activity" : `${n} activities`),
+    calendar: "Calendar",
+    nothingPlanned: "nothing planned",
+    noTitle: "(no title)",
+    allDay: "all day",
   },
   sv: {
     departures: "Avgångar",
@@ -68,6 +72,10 @@ const WORDS = {
     falling: "sjunker",
     steady: "stadig",
     activities: (n) => (n === 1 ? "1 aktivitet" : `${n} aktiviteter`),
+    calendar: "Kalender",
+    nothingPlanned: "inget inplanerat",
+    noTitle: "(ingen rubrik)",
+    allDay: "heldag",
   },
 };
 
