@@ -24,8 +24,8 @@ from tests.fakeapi import FakeApi, Recorded, Reply
 
 STHLM = ZoneInfo("Europe/Stockholm")
 XSS = '<img src=x onerror="window.__xss=1">'
-TOKEN = "cnryCalFeedToken93b7e2"  # noqa: S105 - the canary in the private address
-BROKEN_TOKEN = "cnryCalBrokenToken51f0"  # noqa: S105
+TOKEN = "cnryCalFeedToken93b7e2"
+BROKEN_TOKEN = "cnryCalBrokenToken51f0"
 
 
 def utc(value: dt.datetime) -> str:
@@ -83,7 +83,7 @@ def browser() -> Iterator[Any]:
 
 
 def get_text(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback test server
+    with urllib.request.urlopen(url, timeout=5) as response:
         return response.read().decode("utf-8")
 
 
