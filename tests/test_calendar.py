@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import resource
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from server.sources.base import TransientError
 from server.sources.calendar import CalendarSource, fetch_url
 from server.sources.calendar_ics import FeedError, check_feed, might_show, unfold
 from tests.fakeapi import FakeApi, Recorded, Reply
+from tests.icsgen import big_feed
 
 FEEDS = Path(__file__).parent / "feeds"
 STHLM = ZoneInfo("Europe/Stockholm")
@@ -355,7 +357,7 @@ def test_preselection_keeps_what_might_show() -> None:
     lo, hi = dt.date(2026, 10, 24), dt.date(2026, 10, 30)
 
     def keeps(*lines: str) -> bool:
-        return might_show(["BEGIN:VEVENT", *lines, "END:VEVENT"], lo, hi)
+        return might_show("\r\n".join(["BEGIN:VEVENT", *lines, "END:VEVENT"]), lo, hi)
 
     assert not keeps("DTSTART:20150101T100000Z", "DTEND:20150101T110000Z")
     assert keeps("DTSTART;VALUE=DATE:20261001", "DTEND;VALUE=DATE:20261025")  # long and still running
@@ -402,3 +404,28 @@ def test_config_errors_name_the_key_and_never_the_address(calendar: dict[str, An
     assert message in str(err.value)
     assert "x/1" not in str(err.value)
     assert "ftp://" not in str(err.value)
+
+
+# ---------------------------------------------------------------- a big feed
+
+
+def test_a_5_mb_feed_with_years_of_history_stays_cheap(api: FakeApi) -> None:
+    """Generated here (never committed): 9 years of a busy Google calendar, 5 MB. bench/bench_calendar.py has
+    the memory figures; this checks the result and the CPU time of the child that expands it."""
+    today = dt.date(2026, 10, 26)
+    body = big_feed(today, years=9, per_day=2)
+    assert len(body) > 5_000_000
+    serve(api, 0, body)
+    src = source(api, ["Work"], "2026-10-26T00:00:00+01:00")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    data = src.fetch()["calendar"]
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert cpu_s < 2.0, f"expanding a 5 MB feed took {cpu_s:.2f} s of CPU"
+    # Seven days: two one-off meetings a day, and the 30 weekly series still running (the other 30 ended).
+    assert len(data["events"]) == 7 * 2 + 30
+    first = data["events"][0]
+    assert (first["title"], first["start"]) == ("Meeting 0 on 26 Oct 2026", "2026-10-26T08:00:00+01:00")
+    assert "Weekly series 0" in {e["title"] for e in data["events"]}
+    # What the server keeps is the window's occurrences, not the feed: it does not grow with the history.
+    assert len(src.states[0].events or []) < 200

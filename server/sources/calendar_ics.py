@@ -18,16 +18,14 @@ import datetime as dt
 import json
 import re
 import sys
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
 SELECT_MARGIN_DAYS = 2  # a date written in any zone is within ±14 h of the same date in ours
-_FOLD_RE = re.compile(rb"\r?\n[ \t]")  # RFC 5545 §3.1: CRLF + one space or tab is deleted (bytes: §3.1 octets)
 _LINE_RE = re.compile(r"\r\n|\n|\r")
 _DURATION_RE = re.compile(r"^([+-])?P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
-_SELECT_PROPS = ("DTSTART", "DTEND", "DURATION", "RRULE", "RDATE", "RECURRENCE-ID", "UID")
+_SELECT_PROPS = ("DTSTART", "DTEND", "DURATION", "RRULE", "RDATE", "RECURRENCE-ID")
 
 
 class FeedError(Exception):
@@ -55,53 +53,57 @@ def check_feed(body: bytes) -> None:
 
 @dataclass
 class RawFeed:
-    """The feed split into blocks of unfolded lines: calendar properties, VTIMEZONEs, VEVENTs."""
+    """The feed cut into text blocks: calendar properties, VTIMEZONEs, VEVENTs (each with its VALARMs)."""
 
     header: list[str] = field(default_factory=list)
-    timezones: list[list[str]] = field(default_factory=list)
-    events: list[list[str]] = field(default_factory=list)
+    timezones: list[str] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+    unterminated: int = 0  # VEVENTs without END:VEVENT (a broken export): left out and counted
+
+
+# String searches and regexes over the whole text, not a Python loop per line: a 5 MB feed has 150,000 lines.
+# Component names are matched as written by every generator seen (upper case), as the libraries' own parsers do.
+_TIMEZONE_RE = re.compile(r"(?ms)^BEGIN:VTIMEZONE\r?$.*?^END:VTIMEZONE\r?$")
+_UNTIL_RE = re.compile(r"(?i)UNTIL=(\d{8})")
 
 
 def unfold(body: bytes) -> str:
     """Unfold at the octet level, then decode: a fold may split a UTF-8 character (libical, ical4j do)."""
-    return _FOLD_RE.sub(b"", body).decode("utf-8", errors="replace").lstrip("\ufeff")
+    for fold in (b"\r\n ", b"\r\n\t", b"\n ", b"\n\t"):  # CRLF first; LF-only files exist too
+        if fold in body:
+            body = body.replace(fold, b"")
+    return body.decode("utf-8", errors="replace").lstrip("\ufeff")
 
 
 def split_feed(text: str) -> RawFeed:
-    """Blocks by component; nested components (VALARM, STANDARD/DAYLIGHT) stay inside their parent's block."""
+    """VEVENT blocks (a VEVENT cannot nest, so each runs to the first END:VEVENT), VTIMEZONEs, calendar lines."""
     feed = RawFeed()
+    parts = text.split("\nBEGIN:VEVENT")
+    preamble = parts[0]
+    for part in parts[1:]:
+        end = part.find("\nEND:VEVENT")
+        if end < 0:
+            feed.unterminated += 1  # runs into the next BEGIN:VEVENT or the end of the file
+            continue
+        feed.events.append("BEGIN:VEVENT" + part[: end + len("\nEND:VEVENT")])
+    feed.timezones = _TIMEZONE_RE.findall(text) if "BEGIN:VTIMEZONE" in text else []
     depth = 0
-    block: list[str] | None = None
-    kind = ""
-    for line in _LINE_RE.split(text):
-        if not line:
-            continue
-        head = line[:6].upper()
-        if head == "BEGIN:":
+    for line in _LINE_RE.split(_TIMEZONE_RE.sub("", preamble)):
+        upper = line[:6].upper()
+        if upper == "BEGIN:":
             depth += 1
-            if depth == 2:
-                kind = line[6:].strip().upper()
-                block = [line] if kind in ("VEVENT", "VTIMEZONE") else None
-            elif block is not None:
-                block.append(line)
-            continue
-        if line[:4].upper() == "END:":
-            if block is not None:
-                block.append(line)
-                if depth == 2:
-                    (feed.events if kind == "VEVENT" else feed.timezones).append(block)
-                    block = None
-            depth = max(depth - 1, 0)
-            continue
-        if block is not None:
-            block.append(line)
-        elif depth == 1:
-            feed.header.append(line)
+        elif line[:4].upper() == "END:":
+            depth -= 1
+        elif depth == 1 and line:
+            feed.header.append(line)  # VERSION, PRODID, X-WR-TIMEZONE, ...
     return feed
 
 
 def _split_property(line: str) -> tuple[str, str]:
     """'DTSTART;TZID="a:b":20261201T100000' → ('DTSTART', '20261201T100000'); quoted parameters may hold ':'."""
+    if '"' not in line:  # the common case, without a loop over characters
+        head, _, value = line.partition(":")
+        return head.split(";", 1)[0].upper(), value
     quoted = False
     name_end = -1
     for i, ch in enumerate(line):
@@ -130,23 +132,30 @@ def _duration_days(value: str) -> int | None:
     return weeks * 7 + days + (hours + 23) // 24 + 1
 
 
-def might_show(block: Iterable[str], lo: dt.date, hi: dt.date) -> bool:
-    """Can this VEVENT have an occurrence overlapping [lo, hi] (dates, any zone)? True when unsure."""
+def own_properties(block: str) -> dict[str, str]:
+    """The values of the VEVENT's own DTSTART, DTEND, ... (first of each), not those of a nested VALARM."""
+    nested: list[tuple[int, int]] = []
+    begin = block.find("\nBEGIN:")
+    while begin >= 0:
+        end = block.find("\nEND:", begin)
+        nested.append((begin, len(block) if end < 0 else end))
+        begin = -1 if end < 0 else block.find("\nBEGIN:", end)
     props: dict[str, str] = {}
-    depth = 0
-    for line in block:
-        head = line[:6].upper()
-        if head == "BEGIN:":
-            depth += 1
-            continue
-        if line[:4].upper() == "END:":
-            depth -= 1
-            continue
-        if depth != 1:
-            continue  # a VALARM's properties are not the event's
-        name = line.split(":", 1)[0].split(";", 1)[0].upper()
-        if name in _SELECT_PROPS and name not in props:
-            props[name] = _split_property(line)[1]
+    for name in _SELECT_PROPS:
+        at = block.find("\n" + name)
+        while at >= 0:
+            after = at + 1 + len(name)
+            if block[after : after + 1] in (";", ":") and not any(lo <= at < hi for lo, hi in nested):
+                line_end = block.find("\n", after)
+                props[name] = _split_property(block[at + 1 : None if line_end < 0 else line_end].rstrip("\r"))[1]
+                break
+            at = block.find("\n" + name, at + 1)
+    return props
+
+
+def might_show(block: str, lo: dt.date, hi: dt.date) -> bool:
+    """Can this VEVENT have an occurrence overlapping [lo, hi] (dates, any zone)? True when unsure."""
+    props = own_properties(block)
     lo_m, hi_m = lo - dt.timedelta(days=SELECT_MARGIN_DAYS), hi + dt.timedelta(days=SELECT_MARGIN_DAYS)
     start = _date_of(props.get("DTSTART", ""))
     if start is None:
@@ -156,7 +165,7 @@ def might_show(block: Iterable[str], lo: dt.date, hi: dt.date) -> bool:
     if "RRULE" in props:
         if start > hi_m:
             return False
-        until = re.search(r"(?i)UNTIL=(\d{8})", props["RRULE"])
+        until = _UNTIL_RE.search(props["RRULE"])
         return until is None or (_date_of(until.group(1)) or hi_m) >= lo_m
     moved_from = _date_of(props.get("RECURRENCE-ID", ""))
     if moved_from is not None and lo_m <= moved_from <= hi_m:
@@ -173,7 +182,7 @@ def might_show(block: Iterable[str], lo: dt.date, hi: dt.date) -> bool:
     return end is None or end >= lo_m
 
 
-def select(feed: RawFeed, lo: dt.date, hi: dt.date) -> list[list[str]]:
+def select(feed: RawFeed, lo: dt.date, hi: dt.date) -> list[str]:
     return [block for block in feed.events if might_show(block, lo, hi)]
 
 
@@ -254,21 +263,16 @@ def occurrence(component: Any, tz: dt.tzinfo, floating_tz: dt.tzinfo | None = No
     }
 
 
-def _calendar_text(feed: RawFeed, events: list[list[str]]) -> str:
-    lines = ["BEGIN:VCALENDAR", *feed.header]
-    for block in feed.timezones:
-        lines.extend(block)
-    for block in events:
-        lines.extend(block)
-    lines.append("END:VCALENDAR")
-    return "\r\n".join(lines) + "\r\n"
+def _calendar_text(feed: RawFeed, events: list[str]) -> str:
+    lines = ["BEGIN:VCALENDAR", *feed.header, *feed.timezones, *events, "END:VCALENDAR"]
+    return "\r\n".join(block.strip("\r\n") for block in lines) + "\r\n"
 
 
-def _parse_isolated(feed: RawFeed, events: list[list[str]]) -> tuple[Any, int]:
+def _parse_isolated(feed: RawFeed, events: list[str]) -> tuple[Any, int]:
     """The calendar with every VEVENT that parses on its own; the count of those that do not."""
     import icalendar
 
-    good: list[list[str]] = []
+    good: list[str] = []
     for block in events:
         try:
             icalendar.Calendar.from_ical(_calendar_text(RawFeed(header=feed.header), [block]))
@@ -294,12 +298,13 @@ def expand(body: bytes, zone: str, first: dt.date, last: dt.date) -> Expansion:
     tz = ZoneInfo(zone)
     feed = split_feed(unfold(body))
     chosen = select(feed, first, last)
-    skipped = 0
+    skipped = feed.unterminated
     try:
         calendar = icalendar.Calendar.from_ical(_calendar_text(feed, chosen))
     except Exception:
         try:
-            calendar, skipped = _parse_isolated(feed, chosen)
+            calendar, bad = _parse_isolated(feed, chosen)
+            skipped += bad
         except Exception as err:
             raise FeedError(f"the calendar file could not be read ({type(err).__name__})") from None
     # Not recurring_ical_events.of(): it would move UTC times into X-WR-TIMEZONE first (see floating_zone).
