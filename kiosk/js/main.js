@@ -9,13 +9,11 @@ import { setLanguage, t } from "./strings.js";
 import { everyMinute } from "./ticker.js";
 
 const KNOWN_WIDGETS = ["clock", "weather", "departures", "sensors", "forecast", "strava", "calendar"];
-const HERO_WIDGETS = new Set(["clock", "weather"]);
-// On a portrait wall these sit beside the clock and weather, in the room the hero leaves on its right, so the
-// body's rows keep their height. Decided once at start: a wall does not rotate while it runs.
-const PORTRAIT_HERO_WIDGETS = new Set(["calendar"]);
-const PORTRAIT_WALL = "(orientation: portrait) and (min-width: 600px)";
+// The calendar sits in the hero, in the room clock and weather leave on the right: the body's columns (and
+// rows, in portrait) keep the width and height their lists need.
+const HERO_WIDGETS = new Set(["clock", "weather", "calendar"]);
 // Relative column widths in landscape: what each widget's content needs at the same type size.
-const BODY_WEIGHT = { departures: 1, sensors: 1.1, forecast: 0.85, strava: 1, calendar: 1.1 };
+const BODY_WEIGHT = { departures: 1, sensors: 1.1, forecast: 0.85, strava: 1 };
 // Relative row heights in portrait.
 const PORTRAIT_WEIGHT = { departures: 1.2, sensors: 1.2, forecast: 1.2, strava: 0.75 };
 const DEFAULT_PAGE = {
@@ -87,8 +85,7 @@ function layout(page) {
   const columns = [];
   for (const name of names) {
     const section = el(`section.w.w-${name}`, { "data-widget": name });
-    const portraitHero = PORTRAIT_HERO_WIDGETS.has(name) && matchMedia(PORTRAIT_WALL).matches;
-    if (HERO_WIDGETS.has(name) || portraitHero) hero.append(section);
+    if (HERO_WIDGETS.has(name)) hero.append(section);
     else {
       // A large widget gets a wider column in landscape and a whole row in portrait.
       if (large.has(name)) section.classList.add("is-large");
