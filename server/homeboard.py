@@ -290,6 +290,7 @@ def _add_remote_sources(config: Config, runner: SourceRunner, data_dir: str, dem
             )
         )
     if sources.calendar is not None:
-        runner.add(CalendarSource(sources.calendar, config.timezone, base_url=urls.get("calendar")))
+        calendar = CalendarSource(sources.calendar, config.timezone, base_url=urls.get("calendar"), data_dir=data_dir)
+        runner.add(calendar)
     enabled = [name for name in ("weather", "departures", "strava", "calendar") if getattr(sources, name) is not None]
     log.info("remote sources: %s%s", ", ".join(enabled) or "none", " (demo stand-in)" if demo else "")

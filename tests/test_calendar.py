@@ -296,6 +296,27 @@ def test_a_failing_feed_keeps_its_last_good_events_and_the_others(api: FakeApi) 
     assert len(api.requests_to(path(1))) == len(FAILURES) + 2  # the healthy feed: one 200, then 304s
 
 
+def test_last_good_events_survive_a_restart_while_the_feed_fails(api: FakeApi, tmp_path: Path) -> None:
+    serve(api, 0, vcal(vevent("a", "DTSTART:20261026T090000Z", "DTEND:20261026T100000Z", "SUMMARY:Kept")))
+    feeds = (CalendarFeedConfig(name="Family", url=api.url(path(0))),)
+    clock = lambda: at("2026-10-24T12:00:00+02:00")  # noqa: E731
+    first = CalendarSource(CalendarConfig(calendars=feeds), "Europe/Stockholm", clock=clock, data_dir=str(tmp_path))
+    assert [e["title"] for e in first.fetch()["calendar"]["events"]] == ["Kept"]
+    assert (tmp_path / "calendar_cache.json").stat().st_mode & 0o077 == 0
+    serve(api, 0, Reply(500, b"down"))
+    again = CalendarSource(CalendarConfig(calendars=feeds), "Europe/Stockholm", clock=clock, data_dir=str(tmp_path))
+    data = again.fetch()["calendar"]
+    assert [e["title"] for e in data["events"]] == ["Kept"]
+    assert data["calendars"][0]["status"] == "error"
+    assert "If-None-Match" not in api.requests[-1].headers  # nothing to validate against after a restart
+
+
+def test_too_big_a_feed_says_which_key_to_raise(api: FakeApi) -> None:
+    serve(api, 0, vcal(vevent("a", "DTSTART:20261026T090000Z", "SUMMARY:x", "DESCRIPTION:" + "y" * 20_000)))
+    with pytest.raises(TransientError, match=r"raise sources\.calendar\.max_bytes"):
+        source(api, ["Family"], "2026-10-24T12:00:00+02:00", max_bytes=10_000).fetch()
+
+
 def test_no_feed_ever_read_is_an_error_naming_each(api: FakeApi, caplog: pytest.LogCaptureFixture) -> None:
     serve(api, 0, Reply(404, b"Not Found"))
     src = source(api, ["Family"], "2026-10-24T12:00:00+02:00")

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from server.config import CalendarConfig, CalendarFeedConfig
+from server.core.atomic import atomic_write_bytes
 from server.sources.base import SourceError, TransientError, stale_after_s
 from server.sources.calendar_ics import FeedError, check_feed
 from server.sources.http import HttpClient, HttpResponse
@@ -35,6 +36,7 @@ SOURCE = "calendar"
 EXTRA_DAYS = 7  # expanded beyond the shown window, so a week of day changes needs no re-parse (304s suffice)
 PARSE_TIMEOUT_S = 60.0  # the child process; a 5 MB feed takes well under 2 s on a Pi-class machine
 ACCEPT = "text/calendar, text/plain;q=0.5, */*;q=0.1"
+CACHE_FILE_NAME = "calendar_cache.json"  # each feed's last good occurrences, for a restart while a feed fails
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where `python -m server.…` finds the package
 
 
@@ -124,6 +126,7 @@ class CalendarSource:
         client: HttpClient | None = None,
         clock: Callable[[], float] = time.time,
         parse_timeout_s: float = PARSE_TIMEOUT_S,
+        data_dir: str | None = None,
     ) -> None:
         self.config = config
         self.zone = config.timezone or timezone
@@ -145,6 +148,10 @@ class CalendarSource:
         self.timeout_s = len(config.calendars) * (config.timeout_s + parse_timeout_s) + 5.0
         self.clock = clock
         self.states = [FeedState() for _ in config.calendars]
+        # A demo run in a real data_dir must not replace the real calendars' saved events.
+        cache_name = f"demo_{CACHE_FILE_NAME}" if base_url else CACHE_FILE_NAME
+        self.cache_path = Path(data_dir) / cache_name if data_dir else None
+        self._load_cache()
 
     # -- the Source protocol
 
@@ -195,7 +202,12 @@ class CalendarSource:
                 headers["If-None-Match"] = state.etag
             if state.last_modified:
                 headers["If-Modified-Since"] = state.last_modified
-        response = self.client.request("GET", url, headers=headers)
+        try:
+            response = self.client.request("GET", url, headers=headers)
+        except TransientError as err:
+            if "bytes" in err.message and ("limit is" in err.message or "more than" in err.message):
+                raise TransientError(f"{err.message} (raise sources.calendar.max_bytes)") from None
+            raise
         if response.status == 304 and covered:
             state.error = None
             state.read_at = self.clock()
@@ -224,6 +236,45 @@ class CalendarSource:
         state.error = None
         state.read_at = self.clock()
         state.stats = {k: v for k, v in result.items() if k in ("scanned", "parsed", "skipped") and isinstance(v, int)}
+        self._save_cache()
+
+    # -- the last good occurrences on disk (window-sized: they do not grow with a feed's history)
+
+    def _load_cache(self) -> None:
+        if self.cache_path is None:
+            return
+        try:
+            saved = json.loads(self.cache_path.read_bytes())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as err:
+            log.warning("calendar: ignoring %s (%s)", self.cache_path.name, type(err).__name__)
+            return
+        feeds = saved.get("feeds") if isinstance(saved, dict) and saved.get("zone") == self.zone else None
+        for feed, state in zip(self.config.calendars, self.states, strict=True):
+            entry = feeds.get(feed.name) if isinstance(feeds, dict) else None
+            try:
+                events = [e for e in entry["events"] if isinstance(e, dict)]
+                first, last = dt.date.fromisoformat(entry["first"]), dt.date.fromisoformat(entry["last"])
+                for e in events:
+                    self._span_s(e)  # every kept event must be readable, or none is used
+            except (TypeError, KeyError, ValueError):
+                continue
+            state.events, state.first, state.last = events, first, last  # no validators: the next GET is whole
+
+    def _save_cache(self) -> None:
+        if self.cache_path is None:
+            return
+        feeds = {
+            feed.name: {"events": s.events, "first": s.first.isoformat(), "last": s.last.isoformat()}
+            for feed, s in zip(self.config.calendars, self.states, strict=True)
+            if s.events is not None and s.first is not None and s.last is not None
+        }
+        try:
+            blob = json.dumps({"zone": self.zone, "feeds": feeds}, ensure_ascii=False).encode("utf-8")
+            atomic_write_bytes(self.cache_path, blob, mode=0o600)  # titles and places are private
+        except OSError as err:
+            log.warning("calendar: cannot write %s (%s)", self.cache_path.name, err.strerror or err)
 
     # -- helpers
 
