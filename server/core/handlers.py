@@ -69,6 +69,8 @@ class ConfigHandler(BaseHandler):
                     {"name": c.name, "color": c.color}
                     for c in (cfg.sources.calendar.calendars if cfg.sources.calendar else ())
                 ],
+                # Names for sensors still waiting for their first reading (a reading carries its own name).
+                "sensor_names": {sensor_id: entry.name for sensor_id, entry in self.board.readings.sensors.items()},
             }
         )
 
