@@ -19,7 +19,7 @@ import pytest
 from playwright import sync_api
 from tornado.websocket import websocket_connect
 
-from tests.browser import HomeboardProcess, PageProbe, launch
+from tests.browser import ARTIFACTS, HomeboardProcess, PageProbe, launch
 from tests.fakeapi import FakeApi, Recorded, Reply
 
 STHLM = ZoneInfo("Europe/Stockholm")
@@ -142,6 +142,9 @@ def test_calendar_on_the_wall_and_its_addresses_stay_secret(tmp_path: Path, feed
             }""",
             timeout_s=30,
         )
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        probe.page.wait_for_timeout(300)  # the list's fit pass
+        probe.page.screenshot(path=str(ARTIFACTS / "calendar-1280x720.png"))
         titles = [r["title"] for r in rows]
         assert titles[:4] == ["Today", "Flag day", XSS, "Tomorrow"], rows
         band, now_row = rows[1], rows[2]
