@@ -16,7 +16,7 @@ import pytest
 from server.config import CalendarConfig, CalendarFeedConfig, ConfigError, parse_config
 from server.sources.base import TransientError
 from server.sources.calendar import CalendarSource, fetch_url
-from server.sources.calendar_ics import FeedError, check_feed, might_show, unfold
+from server.sources.calendar_ics import MAX_OCCURRENCES, FeedError, check_feed, expand, might_show, unfold
 from tests.fakeapi import FakeApi, Recorded, Reply
 from tests.icsgen import big_feed
 
@@ -450,3 +450,13 @@ def test_a_5_mb_feed_with_years_of_history_stays_cheap(api: FakeApi) -> None:
     assert "Weekly series 0" in {e["title"] for e in data["events"]}
     # What the server keeps is the window's occurrences, not the feed: it does not grow with the history.
     assert len(src.states[0].events or []) < 200
+
+
+def test_a_runaway_rule_is_capped_and_hides_nothing_sooner() -> None:
+    feed = vcal(
+        vevent("m", "DTSTART:20261024T000000Z", "DURATION:PT1M", "RRULE:FREQ=MINUTELY;INTERVAL=5", "SUMMARY:Tick"),
+        vevent("g", "DTSTART:20261030T090000Z", "DTEND:20261030T100000Z", "SUMMARY:Good"),
+    )
+    result = expand(feed, "Europe/Stockholm", dt.date(2026, 10, 24), dt.date(2026, 11, 6))
+    assert len(result.events) == MAX_OCCURRENCES
+    assert "Good" in {e["title"] for e in result.events}

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+MAX_OCCURRENCES = 3000  # per feed and expansion: a FREQ=MINUTELY rule must not flood the server and the page
 SELECT_MARGIN_DAYS = 2  # a date written in any zone is within ±14 h of the same date in ours
 _LINE_RE = re.compile(r"\r\n|\n|\r")
 _DURATION_RE = re.compile(r"^([+-])?P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
@@ -325,6 +326,11 @@ def expand(body: bytes, zone: str, first: dt.date, last: dt.date) -> Expansion:
             continue
         if item is not None:
             events.append(item)
+    if len(events) > MAX_OCCURRENCES:
+        events.sort(
+            key=lambda e: e["start"] if e["all_day"] else dt.datetime.fromisoformat(e["start"]).date().isoformat()
+        )
+        del events[MAX_OCCURRENCES:]  # the soonest days are what the wall shows
     return Expansion(events=events, skipped=skipped, scanned=len(feed.events), parsed=len(chosen))
 
 
