@@ -460,3 +460,23 @@ def test_a_runaway_rule_is_capped_and_hides_nothing_sooner() -> None:
     result = expand(feed, "Europe/Stockholm", dt.date(2026, 10, 24), dt.date(2026, 11, 6))
     assert len(result.events) == MAX_OCCURRENCES
     assert "Good" in {e["title"] for e in result.events}
+
+
+def test_outlook_display_name_zones_without_a_vtimezone(api: FakeApi) -> None:
+    """Outlook feeds seen with TZIDs that are display names, unquoted although they hold ':', and no VTIMEZONE;
+    and Microsoft Graph's tzone://Microsoft/Utc. Monday after the European change, the US still on summer time."""
+    names = [
+        ("tzone://Microsoft/Utc", "2026-10-26T10:00:00+01:00"),
+        ("(UTC+00:00) Dublin, Edinburgh, Lisbon, London", "2026-10-26T10:00:00+01:00"),
+        ("(UTC-08:00) Pacific Time (US & Canada)", "2026-10-26T17:00:00+01:00"),
+        ("(UTC+10:00) Canberra, Melbourne, Sydney", "2026-10-25T23:00:00+01:00"),  # AEDT, +11
+        ("(UTC+05:30) Chennai, Kolkata, Mumbai, New Delhi", "2026-10-26T04:30:00+01:00"),
+    ]
+    events = [
+        vevent(f"dn{i}", f"DTSTART;TZID={tzid}:20261026T090000", "DURATION:PT30M", f"SUMMARY:{i}")
+        for i, (tzid, _) in enumerate(names)
+    ]
+    serve(api, 0, vcal(*events))
+    data = source(api, ["Work"], "2026-10-24T12:00:00+02:00").fetch()["calendar"]
+    starts = {int(e["title"]): e["start"] for e in data["events"]}
+    assert starts == {i: start for i, (_, start) in enumerate(names)}

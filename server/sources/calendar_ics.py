@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import re
 import sys
@@ -269,6 +270,87 @@ def _calendar_text(feed: RawFeed, events: list[str]) -> str:
     return "\r\n".join(block.strip("\r\n") for block in lines) + "\r\n"
 
 
+# ---------------------------------------------------------------- TZIDs the libraries cannot place
+
+# A TZID parameter on a date property, quoted or not: Outlook writes display names such as
+# "(UTC+01:00) Amsterdam, Berlin, ..." and some exports leave them unquoted although they hold ':' (RFC 5545 §3.2
+# wants quotes), which makes the parser read "00) Amsterdam..." as the value.
+_TZID_PARAM_RE = re.compile(
+    r'(?im)^((?:DTSTART|DTEND|EXDATE|RDATE|RECURRENCE-ID)[^\r\n]*?;TZID=)("[^"\r\n]*"|[^\r\n]*?)'
+    r"((?:;VALUE=[A-Z-]+)?:[0-9TZ,]+\r?)$"
+)
+_DISPLAY_NAME_RE = re.compile(r"^\(UTC(?:([+-])(\d{1,2}):(\d{2}))?\)\s*(.+)$")
+_VTIMEZONE_TZID_RE = re.compile(r"(?m)^TZID[;:]([^\r\n]*)")
+# The display names that name no city.
+_DISPLAY_NAME_ZONES = {
+    "coordinated universal time": "UTC",
+    "pacific time (us & canada)": "America/Los_Angeles",
+    "mountain time (us & canada)": "America/Denver",
+    "central time (us & canada)": "America/Chicago",
+    "eastern time (us & canada)": "America/New_York",
+    "atlantic time (canada)": "America/Halifax",
+    "alaska": "America/Anchorage",
+    "hawaii": "Pacific/Honolulu",
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _zones_by_city() -> dict[str, list[str]]:
+    import zoneinfo
+
+    by_city: dict[str, list[str]] = {}
+    for name in sorted(zoneinfo.available_timezones()):
+        by_city.setdefault(name.rsplit("/", 1)[-1].lower(), []).append(name)
+    return by_city
+
+
+def zone_for_display_name(tzid: str, year: int) -> str | None:
+    """'(UTC+01:00) Amsterdam, Berlin, Bern' → 'Europe/Amsterdam': a listed city that is an IANA zone with that
+    standard or summer offset. Windows display names are not in CLDR's table; their cities mostly are zones."""
+    m = _DISPLAY_NAME_RE.match(tzid.strip())
+    if not m:
+        return "UTC" if tzid.strip().lower() == "tzone://microsoft/utc" else None
+    if m.group(4).strip().lower() in _DISPLAY_NAME_ZONES:
+        return _DISPLAY_NAME_ZONES[m.group(4).strip().lower()]
+    sign = -1 if m.group(1) == "-" else 1
+    offset = dt.timedelta(hours=int(m.group(2) or 0), minutes=int(m.group(3) or 0)) * sign
+    for city in re.split(r",|\band\b", m.group(4)):
+        for name in _zones_by_city().get(city.strip().replace(" ", "_").lower(), []):
+            zone = ZoneInfo(name)
+            offsets = {dt.datetime(year, month, 15, 12, tzinfo=zone).utcoffset() for month in (1, 7)}
+            if offset in offsets:
+                return name
+    return None
+
+
+def place_tzids(text: str, year: int) -> str:
+    """Quote TZID parameters that need it, and name an IANA zone for a display-name TZID without a VTIMEZONE."""
+    from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
+
+    defined = {value.strip().strip('"') for value in _VTIMEZONE_TZID_RE.findall(text)}
+    known: dict[str, str] = {}
+
+    def resolve(tzid: str) -> str:
+        if tzid in defined or tzid in WINDOWS_TO_OLSON:
+            return tzid
+        try:
+            ZoneInfo(tzid)
+            return tzid
+        except (ValueError, KeyError):  # not an IANA name (ZoneInfoNotFoundError is a KeyError)
+            pass
+        return zone_for_display_name(tzid, year) or tzid  # unknown: the parser treats it as floating
+
+    def fix(m: re.Match[str]) -> str:
+        tzid = m.group(2).strip('"')
+        if tzid not in known:
+            known[tzid] = resolve(tzid)
+        value = known[tzid]
+        quoted = f'"{value}"' if any(c in value for c in ":;,") else value
+        return f"{m.group(1)}{quoted}{m.group(3)}"
+
+    return _TZID_PARAM_RE.sub(fix, text) if ";TZID=" in text.upper() else text
+
+
 def _parse_isolated(feed: RawFeed, events: list[str]) -> tuple[Any, int]:
     """The calendar with every VEVENT that parses on its own; the count of those that do not."""
     import icalendar
@@ -300,6 +382,8 @@ def expand(body: bytes, zone: str, first: dt.date, last: dt.date) -> Expansion:
     feed = split_feed(unfold(body))
     chosen = select(feed, first, last)
     skipped = feed.unterminated
+    chosen = place_tzids("\r\n".join(chosen), first.year).split("\r\nBEGIN:VEVENT") if chosen else []
+    chosen = [block if block.startswith("BEGIN:VEVENT") else "BEGIN:VEVENT" + block for block in chosen]
     try:
         calendar = icalendar.Calendar.from_ical(_calendar_text(feed, chosen))
     except Exception:
