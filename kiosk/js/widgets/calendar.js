@@ -82,6 +82,12 @@ export function plan(events, nowMs) {
   return rows;
 }
 
+function setTimes(item, start, end) {
+  setText(item.start, start);
+  setText(item.end, end);
+  setClass(item.when, "is-empty", !start && !end);
+}
+
 export function mount(root, store) {
   const card = frame(root, t("calendar"));
   const list = el("ol.cal-list");
@@ -90,10 +96,13 @@ export function mount(root, store) {
     const item = {
       root: el("li.cal-item"),
       when: el("span.cal-when"),
+      start: el("span.cal-start"),
+      end: el("span.cal-end"),
       title: el("span.cal-title"),
       where: el("span.cal-where"),
       tag: el("span.cal-tag"),
     };
+    item.when.append(item.start, item.end);
     item.root.append(item.when, el("span.cal-text", item.title, item.where), item.tag);
     item.root.hidden = true;
     items.push(item);
@@ -143,14 +152,14 @@ export function mount(root, store) {
       if (e) item.root.setAttribute("title", text(e.calendar));
       else item.root.removeAttribute("title");
       if (row.kind === "day") {
-        setText(item.when, "");
+        setTimes(item, "", "");
         setText(item.title, row.label);
         setText(item.where, "");
         setText(item.tag, "");
         return;
       }
       if (row.kind === "empty") {
-        setText(item.when, "");
+        setTimes(item, "", "");
         setText(item.title, t("nothingPlanned"));
         setText(item.where, "");
         setText(item.tag, "");
@@ -159,13 +168,14 @@ export function mount(root, store) {
       setText(item.title, text(e.title) || t("noTitle"));
       setText(item.where, text(e.location));
       if (row.kind === "allday") {
-        setText(item.when, "");
+        setTimes(item, "", "");
         setText(item.tag, t("allDay"));
         return;
       }
       const start = row.started ? "" : time(row.startMs);
       const end = row.sameDay || row.started ? time(row.endMs) : `${time(row.endMs)} ${dateShort(dayKey(row.endMs))}`;
-      setText(item.when, start ? `${start}–${end}` : `–${end}`);
+      // A narrow column shows the start only (CSS hides .cal-end): one line per event, more events.
+      setTimes(item, start || "…", `–${end}`);
       setText(item.tag, row.now ? t("now") : "");
     });
     const failing = calendars.filter((c) => c.status === "error" && typeof c.error === "string");
