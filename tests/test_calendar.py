@@ -480,3 +480,23 @@ def test_outlook_display_name_zones_without_a_vtimezone(api: FakeApi) -> None:
     data = source(api, ["Work"], "2026-10-24T12:00:00+02:00").fetch()["calendar"]
     starts = {int(e["title"]): e["start"] for e in data["events"]}
     assert starts == {i: start for i, (_, start) in enumerate(names)}
+
+
+def test_a_vtimezone_in_the_feed_wins_over_a_guessed_zone() -> None:
+    feed = vcal(
+        "\n".join(
+            [
+                "BEGIN:VTIMEZONE",
+                "TZID:(UTC+01:00) Amsterdam, Berlin",
+                "BEGIN:STANDARD",
+                "DTSTART:16010101T000000",
+                "TZOFFSETFROM:+0300",
+                "TZOFFSETTO:+0300",
+                "END:STANDARD",
+                "END:VTIMEZONE",
+            ]
+        ),
+        vevent("x", 'DTSTART;TZID="(UTC+01:00) Amsterdam, Berlin":20261026T090000', "DURATION:PT1H", "SUMMARY:x"),
+    )
+    result = expand(feed, "Europe/Stockholm", dt.date(2026, 10, 24), dt.date(2026, 10, 30))
+    assert [e["start"] for e in result.events] == ["2026-10-26T07:00:00+01:00"]  # +03:00 as the feed defines it

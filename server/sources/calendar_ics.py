@@ -323,11 +323,12 @@ def zone_for_display_name(tzid: str, year: int) -> str | None:
     return None
 
 
-def place_tzids(text: str, year: int) -> str:
-    """Quote TZID parameters that need it, and name an IANA zone for a display-name TZID without a VTIMEZONE."""
+def place_tzids(events: list[str], timezones: list[str], year: int) -> list[str]:
+    """Quote TZID parameters that need it, and name an IANA zone for a display-name TZID without a VTIMEZONE
+    (one in the feed always wins: it says what the organiser's clock did)."""
     from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
-    defined = {value.strip().strip('"') for value in _VTIMEZONE_TZID_RE.findall(text)}
+    defined = {value.strip().strip('"') for block in timezones for value in _VTIMEZONE_TZID_RE.findall(block)}
     known: dict[str, str] = {}
 
     def resolve(tzid: str) -> str:
@@ -348,7 +349,7 @@ def place_tzids(text: str, year: int) -> str:
         quoted = f'"{value}"' if any(c in value for c in ":;,") else value
         return f"{m.group(1)}{quoted}{m.group(3)}"
 
-    return _TZID_PARAM_RE.sub(fix, text) if ";TZID=" in text.upper() else text
+    return [_TZID_PARAM_RE.sub(fix, block) if ";TZID=" in block.upper() else block for block in events]
 
 
 def _parse_isolated(feed: RawFeed, events: list[str]) -> tuple[Any, int]:
@@ -382,8 +383,7 @@ def expand(body: bytes, zone: str, first: dt.date, last: dt.date) -> Expansion:
     feed = split_feed(unfold(body))
     chosen = select(feed, first, last)
     skipped = feed.unterminated
-    chosen = place_tzids("\r\n".join(chosen), first.year).split("\r\nBEGIN:VEVENT") if chosen else []
-    chosen = [block if block.startswith("BEGIN:VEVENT") else "BEGIN:VEVENT" + block for block in chosen]
+    chosen = place_tzids(chosen, feed.timezones, first.year)
     try:
         calendar = icalendar.Calendar.from_ical(_calendar_text(feed, chosen))
     except Exception:
