@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -85,13 +86,25 @@ def status_message(response: HttpResponse) -> str | None:
     return f"the link answers HTTP {code}: check the calendar's address"
 
 
+def _child_env() -> dict[str, str]:
+    """The reader needs no secret: not the server's environment (API keys, tokens), only what Python uses."""
+    keep = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "PYTHONTZPATH", "HOME", "SYSTEMROOT")
+    return {key: os.environ[key] for key in keep if key in os.environ}
+
+
 def expand_in_child(body: bytes, zone: str, first: dt.date, last: dt.date, timeout_s: float) -> dict[str, Any]:
     """Run calendar_ics in a child process. Raises FeedError with a message a person can act on."""
     command = [sys.executable, "-m", "server.sources.calendar_ics", "--zone", zone]
     command += ["--from", first.isoformat(), "--until", last.isoformat()]
     try:
         done = subprocess.run(
-            command, input=body, capture_output=True, timeout=timeout_s, check=False, cwd=_PROJECT_ROOT
+            command,
+            input=body,
+            capture_output=True,
+            timeout=timeout_s,
+            check=False,
+            cwd=_PROJECT_ROOT,
+            env=_child_env(),
         )
     except subprocess.TimeoutExpired:
         raise FeedError(f"reading the calendar file took longer than {timeout_s:g} s; will retry") from None
