@@ -213,6 +213,9 @@ class Homeboard:
         sections: dict[str, HealthCheck] = {"history": self.history.health, "wall": self.wall.health}
         if self.mqtt is not None:
             sections["mqtt"] = self.mqtt.health
+        calendar = self.runner.sources.get("calendar")
+        if isinstance(calendar, CalendarSource):
+            sections["calendar"] = calendar.health  # a dead link needs a person even while other feeds work
         return sections
 
     def problems(self) -> tuple[bool, dict[str, Any]]:

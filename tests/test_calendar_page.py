@@ -166,6 +166,9 @@ def test_calendar_on_the_wall_and_its_addresses_stay_secret(tmp_path: Path, feed
         state = json.loads(get_text(server.url + "/api/state"))
         calendar = state["topics"]["calendar"]["data"]
         assert [c["status"] for c in calendar["calendars"]] == ["ok", "error"]
+        health = json.loads(get_text(server.url + "/healthz"))
+        assert health["status"] == "degraded"
+        assert health["calendar"]["error"].startswith("Old work: the link answers 404")
         seen = [get_text(server.url + p) for p in ("/", "/api/state", "/api/config", "/healthz", "/metrics")]
         # Playwright's sync API owns this thread's event loop: the WebSocket client runs on a thread of its own.
         ws_url = server.url.replace("http://", "ws://") + "/ws"

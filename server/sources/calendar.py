@@ -204,6 +204,11 @@ class CalendarSource:
         ]
         return {"events": [event for _, event in keyed], "calendars": calendars}
 
+    def health(self) -> dict[str, Any]:
+        """/healthz section: degraded while a feed fails (its link may need replacing); never an address."""
+        failing = [f"{f.name}: {s.error}" for f, s in zip(self.config.calendars, self.states, strict=True) if s.error]
+        return {"status": "degraded" if failing else "ok", "error": "; ".join(failing) or None}
+
     # -- one feed
 
     def _refresh(self, feed: CalendarFeedConfig, url: str, state: FeedState, today: dt.date, last: dt.date) -> None:
