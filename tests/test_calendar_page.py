@@ -159,6 +159,36 @@ def test_calendar_on_the_wall_and_its_addresses_stay_secret(tmp_path: Path, feed
         problems = probe.text(".w-calendar .cal-problems")
         assert "Old work: the link answers 404: was the calendar's private address reset?" in problems
         assert probe.js("() => !document.querySelector('.w-calendar .cal-item.is-now').hidden")  # on screen
+        # The day plan, in the page's zone (Stockholm): Friday 23 Oct 2026, 22:00. A timed event over midnight
+        # is under today; a three-day band shows on each of its days; an empty tomorrow says so; later days only
+        # when they have something.
+        plan = probe.js(
+            """async () => {
+              const { plan } = await import('/js/widgets/calendar.js');
+              const now = Date.parse('2026-10-23T22:00:00+02:00');
+              const events = [
+                {title: 'Night shift', start: '2026-10-23T21:00:00+02:00', end: '2026-10-24T06:00:00+02:00',
+                 all_day: false, calendar: 'Family', location: null},
+                {title: 'Ended', start: '2026-10-23T08:00:00+02:00', end: '2026-10-23T09:00:00+02:00',
+                 all_day: false, calendar: 'Family', location: null},
+                {title: 'Break', start: '2026-10-25', end: '2026-10-28', all_day: true, calendar: 'Family',
+                 location: null},
+              ];
+              return plan(events, now).map((r) => [r.kind, r.key ?? r.e?.title ?? '', r.now ?? null]);
+            }"""
+        )
+        assert plan == [
+            ["day", "2026-10-23", None],
+            ["event", "Night shift", True],
+            ["day", "2026-10-24", None],
+            ["empty", "", None],
+            ["day", "2026-10-25", None],
+            ["allday", "Break", None],
+            ["day", "2026-10-26", None],
+            ["allday", "Break", None],
+            ["day", "2026-10-27", None],
+            ["allday", "Break", None],
+        ]
         assert probe.page_errors == []
         assert probe.csp_violations() == []
 
