@@ -356,6 +356,18 @@ def test_an_unchanged_feed_costs_one_304(api: FakeApi) -> None:
     assert "If-None-Match" not in api.requests_to(path(0))[2].headers
 
 
+def test_retry_after_pauses_only_that_feed(api: FakeApi) -> None:
+    serve(api, 0, Reply(429, b"slow down", {"Retry-After": "3600"}))
+    serve(api, 1, vcal(vevent("b", "DTSTART:20261026T110000Z", "DTEND:20261026T120000Z", "SUMMARY:Work thing")))
+    src = source(api, ["Family", "Work"], "2026-10-24T12:00:00+02:00")
+    first = src.fetch()["calendar"]
+    assert "429" in first["calendars"][0]["error"]
+    second = src.fetch()["calendar"]
+    assert second["calendars"] == first["calendars"]
+    assert len(api.requests_to(path(0))) == 1  # asked to wait an hour: not asked again within it
+    assert len(api.requests_to(path(1))) == 2
+
+
 def test_webcal_is_fetched_as_https() -> None:
     assert (
         fetch_url("webcal://p52-caldav.icloud.com/published/2/abc") == "https://p52-caldav.icloud.com/published/2/abc"

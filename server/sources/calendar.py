@@ -29,7 +29,7 @@ from server.config import CalendarConfig, CalendarFeedConfig
 from server.core.atomic import atomic_write_bytes
 from server.sources.base import SourceError, TransientError, stale_after_s
 from server.sources.calendar_ics import FeedError, check_feed
-from server.sources.http import HttpClient, HttpResponse
+from server.sources.http import HttpClient, HttpResponse, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class FeedState:
     last_modified: str | None = None
     error: str | None = None
     read_at: float | None = None
+    not_before_s: float = 0.0  # the feed's server asked us to wait (Retry-After on 429 / 503)
     stats: dict[str, int] = field(default_factory=dict)
 
 
@@ -173,6 +174,8 @@ class CalendarSource:
         today = dt.datetime.fromtimestamp(now_s, self.tz).date()
         last_shown = today + dt.timedelta(days=self.config.days - 1)
         for feed, url, state in zip(self.config.calendars, self.urls, self.states, strict=True):
+            if now_s < state.not_before_s:
+                continue  # keeps its events and its error until the wait it was asked for is over
             try:
                 self._refresh(feed, url, state, today, last_shown)
             except SourceError as err:
@@ -232,6 +235,9 @@ class CalendarSource:
             return
         problem = status_message(response)
         if problem is not None:
+            wait_s = parse_retry_after(response.headers.get("Retry-After"), self.clock())
+            if wait_s is not None and response.status in (429, 503):
+                state.not_before_s = self.clock() + wait_s  # this feed only; the others are polled as usual
             raise TransientError(problem)
         expand_to = last + dt.timedelta(days=EXTRA_DAYS)
         try:
