@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -65,7 +65,6 @@ class FeedState:
     error: str | None = None
     read_at: float | None = None
     not_before_s: float = 0.0  # the feed's server asked us to wait (Retry-After on 429 / 503)
-    stats: dict[str, int] = field(default_factory=dict)
 
 
 def status_message(response: HttpResponse) -> str | None:
@@ -248,9 +247,10 @@ class CalendarSource:
         events = [e for e in result["events"] if isinstance(e, dict)]
         if state.error is not None or state.events is None:
             log.info(
-                "calendar %s: read (%d events in the file, %d occurrences in the next %d days)",
+                "calendar %s: read (%s events in the file, %s unreadable, %d occurrences in the next %d days)",
                 feed.name,
-                result.get("scanned", 0),
+                result.get("scanned", "?"),
+                result.get("skipped", "?"),
                 len(events),
                 (expand_to - today).days + 1,
             )
@@ -259,7 +259,6 @@ class CalendarSource:
         state.last_modified = response.headers.get("Last-Modified")
         state.error = None
         state.read_at = self.clock()
-        state.stats = {k: v for k, v in result.items() if k in ("scanned", "parsed", "skipped") and isinstance(v, int)}
         self._save_cache()
 
     # -- the last good occurrences on disk (window-sized: they do not grow with a feed's history)
