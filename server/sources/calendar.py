@@ -48,9 +48,10 @@ def fetch_url(url: str) -> str:
 
 
 def url_secrets(url: str) -> list[str]:
-    """The parts of a feed URL that carry its token: the whole URL, its path and its query."""
+    """The parts of a feed URL that carry its token: the whole URL, and its path and query when they are long
+    enough to hold one (Nextcloud's "?export" is not a secret, and scrubbing the word everywhere would hurt)."""
     parts = urlsplit(fetch_url(url))
-    return [url, fetch_url(url), parts.path, parts.query]
+    return [url, fetch_url(url), *(part for part in (parts.path, parts.query) if len(part) >= 12)]
 
 
 @dataclass
