@@ -12,12 +12,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import requests
 
-from server.config import CalendarConfig, CalendarFeedConfig, ConfigError, parse_config
+from server.config import CalendarConfig, CalendarFeedConfig, ConfigError, parse_config, replace
+from server.demo.calendars import DEMO_CALENDAR
+from server.demo.standin import demo_urls, make_standin_app
 from server.sources.base import TransientError
 from server.sources.calendar import CalendarSource, fetch_url
 from server.sources.calendar_ics import MAX_OCCURRENCES, FeedError, check_feed, expand, might_show, unfold
-from tests.fakeapi import FakeApi, Recorded, Reply
+from tests.fakeapi import FakeApi, Recorded, Reply, serve_app
 from tests.icsgen import big_feed
 
 FEEDS = Path(__file__).parent / "feeds"
@@ -512,3 +515,34 @@ def test_a_vtimezone_in_the_feed_wins_over_a_guessed_zone() -> None:
     )
     result = expand(feed, "Europe/Stockholm", dt.date(2026, 10, 24), dt.date(2026, 10, 30))
     assert [e["start"] for e in result.events] == ["2026-10-26T07:00:00+01:00"]  # +03:00 as the feed defines it
+
+
+# ---------------------------------------------------------------- the demo's feeds
+
+
+def test_the_demo_feeds_from_the_standin() -> None:
+    now = at("2026-10-26T10:00:00+01:00")  # the Monday after the October change
+    standin = serve_app(make_standin_app(clock=lambda: now))
+    try:
+        base = demo_urls(standin.url())["calendar"]
+        cfg = replace(DEMO_CALENDAR, days=14)
+        data = CalendarSource(cfg, "Europe/Stockholm", base_url=base, clock=lambda: now).fetch()["calendar"]
+        assert [c["status"] for c in data["calendars"]] == ["ok", "ok"]
+        events = data["events"]
+        in_progress = [e for e in events if not e["all_day"] and at(e["start"]) <= now < at(e["end"])]
+        assert [e["title"] for e in in_progress] == ["Visit from the neighbours"]
+        assert {"Grandma's birthday", "School break", "Team offsite"} <= {e["title"] for e in events if e["all_day"]}
+        standups = [e["start"] for e in events if e["title"] == "Stand-up"]
+        assert standups[0] == "2026-10-27T09:15:00+01:00"  # today's has ended; the Outlook zone kept 09:15
+        assert "2026-11-04T09:15:00+01:00" not in standups  # EXDATE
+        assert len(standups) == 7
+        moved = [e["start"] for e in events if e["title"] == "Stand-up (moved)"]
+        assert moved == ["2026-11-05T14:00:00+01:00"]  # RECURRENCE-ID
+        assert "2026-10-27T17:30:00+01:00" in [e["start"] for e in events if e["title"] == "Swimming lessons"]
+        for e in events:  # the demo's data holds no markup: that lives in the tests
+            assert not set("<>&") & set(e["title"] + (e["location"] or ""))
+        first = requests.get(f"{base}/0.ics", timeout=5)
+        again = requests.get(f"{base}/0.ics", headers={"If-None-Match": first.headers["ETag"]}, timeout=5)
+        assert (first.status_code, again.status_code) == (200, 304)
+    finally:
+        standin.stop()
