@@ -546,3 +546,13 @@ def test_the_demo_feeds_from_the_standin() -> None:
         assert (first.status_code, again.status_code) == (200, 304)
     finally:
         standin.stop()
+
+
+def test_lower_case_names_are_read() -> None:
+    """Names are case-insensitive (RFC 5545 §2), though every real generator writes capitals."""
+    feed = crlf(
+        "begin:vcalendar\nversion:2.0\nbegin:vevent\nuid:x\ndtstart:20261026T090000Z\ndtend:20261026T100000Z\n"
+        "summary:Lower case\nend:vevent\nend:vcalendar\n"
+    )
+    result = expand(feed, "Europe/Stockholm", dt.date(2026, 10, 24), dt.date(2026, 10, 30))
+    assert [(e["title"], e["start"]) for e in result.events] == [("Lower case", "2026-10-26T10:00:00+01:00")]

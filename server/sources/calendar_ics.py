@@ -78,9 +78,16 @@ def unfold(body: bytes) -> str:
     return body.decode("utf-8", errors="replace").lstrip("\ufeff")
 
 
+_DELIMITER_RE = re.compile(r"(?im)^(BEGIN|END):(VCALENDAR|VEVENT|VTIMEZONE|VALARM|STANDARD|DAYLIGHT)[ \t]*(?=\r?$)")
+
+
 def split_feed(text: str) -> RawFeed:
     """VEVENT blocks (a VEVENT cannot nest, so each runs to the first END:VEVENT), VTIMEZONEs, calendar lines."""
     feed = RawFeed()
+    if "\nBEGIN:VEVENT" not in text and "\nbegin:vevent" in text.lower():
+        # Names are case-insensitive (RFC 5545 §2); every generator seen writes them in capitals, so only a feed
+        # that does not pays for this pass.
+        text = _DELIMITER_RE.sub(lambda m: f"{m.group(1).upper()}:{m.group(2).upper()}", text)
     parts = text.split("\nBEGIN:VEVENT")
     preamble = parts[0]
     for part in parts[1:]:
