@@ -274,7 +274,7 @@ class MqttConfig:
     session_expiry_s: int = 86400  # the broker keeps our subscriptions and queued QoS 1 messages this long
     role: MqttRole = "standalone"
     leader: str | None = None  # follower: the leader's base topic, e.g. homeboard/kitchen
-    share_topics: tuple[str, ...] = ("weather", "departures", "strava", "sensor/*")
+    share_topics: tuple[str, ...] = ("weather", "departures", "strava", "calendar", "sensor/*")
     follow_max_age_s: float | None = None  # follower: null = each topic's max age as the leader sends it
     sensors: tuple[MqttSensorConfig, ...] = ()
     home_assistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
