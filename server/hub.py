@@ -15,38 +15,12 @@ from typing import Any, Protocol
 
 from server.jsonutil import dumpb
 from server.timeutil import iso
+from server.wire import Message
 
 log = logging.getLogger(__name__)
 
 Status = str  # "ok" | "error" | "unavailable"
 WAITING = "no data yet"
-
-
-def ws_text_frame(payload: bytes) -> bytes:
-    """One unmasked, uncompressed, final WebSocket text frame (RFC 6455 §5.2), as a server sends it.
-
-    Built once per update so that fan-out is a plain stream write per client.
-    """
-    n = len(payload)
-    if n < 126:
-        header = bytes((0x81, n))
-    elif n < 1 << 16:
-        header = bytes((0x81, 126)) + n.to_bytes(2, "big")
-    else:
-        header = bytes((0x81, 127)) + n.to_bytes(8, "big")
-    return header + payload
-
-
-@dataclass(frozen=True)
-class Message:
-    """An encoded message: the JSON text (for write_message fallbacks) and its ready-made frame."""
-
-    payload: bytes
-    frame: bytes
-
-    @classmethod
-    def of(cls, payload: bytes) -> Message:
-        return cls(payload, ws_text_frame(payload))
 
 
 class Client(Protocol):

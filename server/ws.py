@@ -11,9 +11,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tornado.iostream import StreamClosedError
-from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol13
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from server.hub import Hub, Message
+from server.hub import Hub
+from server.wire import Message, abort, write_frame
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +95,7 @@ class LiveSocket(WebSocketHandler):
             return
         size = len(message.frame)
         try:
-            if isinstance(conn, WebSocketProtocol13) and conn._compressor is None:
-                # The frame was built once for all clients; writing it directly skips per-client framing.
-                conn._wire_bytes_out += size
-                future = conn.stream.write(message.frame)
-            else:  # pragma: no cover - compression is never negotiated by this server
-                future = conn.write_message(message.payload.decode("utf-8"))
+            future = write_frame(conn, message)  # the frame built once for all clients (server/wire.py)
         except (StreamClosedError, WebSocketClosedError):
             self._closed = True
             return
@@ -135,5 +131,5 @@ class LiveSocket(WebSocketHandler):
         self.hub.clients_evicted += 1
         # Abort rather than a polite close: a close frame would queue behind the data the client is not reading.
         conn = self.ws_connection
-        if conn is not None and conn.stream is not None:
-            conn.stream.close()
+        if conn is not None:
+            abort(conn)
