@@ -99,6 +99,8 @@ class LiveSocket(WebSocketHandler):
         except (StreamClosedError, WebSocketClosedError):
             self._closed = True
             return
+        if future is None:  # all of it is with the kernel already
+            return
         self._pending.append((time.monotonic(), size))
         self._pending_bytes += size
         future.add_done_callback(self._flushed)
