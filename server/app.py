@@ -29,6 +29,7 @@ from server.hub import Hub
 from server.laststate import LastStateStore
 from server.runner import SourceRunner
 from server.services import Services
+from server.state_route import StateRoute
 from server.timeutil import zone
 from server.ws import LiveSocket
 
@@ -84,7 +85,8 @@ def make_app(services: Services, feature_routes: list[Any] | None = None) -> tor
         "max_drain_s": cfg.ws_max_drain_s,
     }
     routes: list[Any] = [
-        (r"/api/state", StateHandler, {"services": services}),
+        (r"/api/state", StateRoute(services.hub)),  # GET, without a RequestHandler (server/state_route.py)
+        (r"/api/state", StateHandler, {"services": services}),  # other methods: 405
         (r"/api/config", ConfigHandler, {"services": services}),
         (r"/healthz", HealthHandler, {"services": services}),
         (r"/metrics", MetricsHandler, {"services": services}),
