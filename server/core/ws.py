@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from server.hub import Hub
-from server.wire import Message, abort, write_frame
+from server.core.hub import Hub
+from server.core.wire import Message, abort, write_frame
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class LiveSocket(WebSocketHandler):
             return
         size = len(message.frame)
         try:
-            future = write_frame(conn, message)  # the frame built once for all clients (server/wire.py)
+            future = write_frame(conn, message)  # the frame built once for all clients (server/core/wire.py)
         except (StreamClosedError, WebSocketClosedError):
             self._closed = True
             return

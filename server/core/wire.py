@@ -48,7 +48,7 @@ def _check_tornado() -> None:
     if missing:
         raise WireUnsupported(
             f"tornado {tornado.version}: WebSocketProtocol13 no longer sets {', '.join(missing)}; the pre-built "
-            f"frame writer (server/wire.py) was tested with tornado >= {_dotted(TESTED_TORNADO[0])}, "
+            f"frame writer (server/core/wire.py) was tested with tornado >= {_dotted(TESTED_TORNADO[0])}, "
             f"< {_dotted(TESTED_TORNADO[1])}"
         )
 
