@@ -173,7 +173,7 @@ def run_clients(port: int, server_pid: int, args: argparse.Namespace, extra: lis
 
 
 def bench_post(tmp: str, args: argparse.Namespace) -> dict[str, Any]:
-    token = secrets.token_urlsafe(24)
+    token = secrets.token_hex(24)
     server = Server(
         tmp,
         {"remote_sensors": [{"id": SENSOR_ID, "name": "Bench", "token": "${BENCH_TOKEN}"}]},
@@ -181,7 +181,9 @@ def bench_post(tmp: str, args: argparse.Namespace) -> dict[str, Any]:
     )
     try:
         wait_http(server.url("/healthz"))
-        return run_clients(server.port, server.pid, args, ["--drive", "post", "--sensor", SENSOR_ID, "--token", token])
+        return run_clients(
+            server.port, server.pid, args, ["--drive", "post", "--sensor", SENSOR_ID, f"--token={token}"]
+        )
     finally:
         server.stop()
 
