@@ -2,7 +2,7 @@
 public routes (no bench-only server, no hooks).
 
   post   LAN sensor POST /api/sensors/{id}/readings → WebSocket frame: p50 / p99 / max and lost frames, with
-         1000 WebSocket clients connected and 20 readings/s (bench/ws_clients.py, another process)
+         1000 WebSocket clients connected and 20 readings/s from 10 devices (bench/ws_clients.py, another process)
   mqtt   MQTT publish (QoS 1, a real Mosquitto on a loopback port) → WebSocket frame, same load
   rss    idle RSS of the demo server (`python -m server --demo`), 15 s after start
   state  GET /api/state: requests/s and CPU µs per request, server pinned to one core and wrk to the other;
@@ -133,6 +133,8 @@ def run_clients(port: int, server_pid: int, args: argparse.Namespace, extra: lis
         str(args.rate),
         "--count",
         str(round(args.rate * args.seconds)),
+        "--sensors",
+        str(args.sensors),
         *extra,
     ]
     # stderr to a file, not a pipe: a chatty stderr can never block the clients
@@ -176,7 +178,11 @@ def bench_post(tmp: str, args: argparse.Namespace) -> dict[str, Any]:
     token = secrets.token_hex(24)
     server = Server(
         tmp,
-        {"remote_sensors": [{"id": SENSOR_ID, "name": "Bench", "token": "${BENCH_TOKEN}"}]},
+        {
+            "remote_sensors": [
+                {"id": f"{SENSOR_ID}{i}", "name": f"Bench {i}", "token": "${BENCH_TOKEN}"} for i in range(args.sensors)
+            ]
+        },
         env={"BENCH_TOKEN": token},
     )
     try:
@@ -197,7 +203,7 @@ def bench_mqtt(tmp: str, args: argparse.Namespace) -> dict[str, Any]:
     broker_dir = Path(tmp) / f"broker-{time.monotonic_ns()}"
     broker_dir.mkdir()
     broker, broker_port = start_broker(str(broker_dir))
-    topic = f"zigbee2mqtt/{SENSOR_ID}"
+    topic = f"zigbee2mqtt/{SENSOR_ID}"  # device i publishes to this + i
     server = Server(
         tmp,
         {
@@ -205,7 +211,10 @@ def bench_mqtt(tmp: str, args: argparse.Namespace) -> dict[str, Any]:
                 "host": "127.0.0.1",
                 "port": broker_port,
                 "name": "bench",
-                "sensors": [{"id": SENSOR_ID, "preset": "zigbee2mqtt", "topic": topic}],
+                "sensors": [
+                    {"id": f"{SENSOR_ID}{i}", "preset": "zigbee2mqtt", "topic": f"{topic}{i}"}
+                    for i in range(args.sensors)
+                ],
             }
         },
     )
@@ -327,7 +336,8 @@ def main() -> int:
     p.add_argument("--only", default=",".join(FIGURES), help=f"comma-separated subset of {', '.join(FIGURES)}")
     p.add_argument("--runs", type=int, default=3, help="runs per figure (median and min–max are quoted)")
     p.add_argument("--clients", type=int, default=1000, help="post/mqtt: WebSocket clients")
-    p.add_argument("--rate", type=float, default=20, help="post/mqtt: readings per second")
+    p.add_argument("--rate", type=float, default=20, help="post/mqtt: readings per second, all devices together")
+    p.add_argument("--sensors", type=int, default=10, help="post/mqtt: devices (each sends one reading at a time)")
     p.add_argument("--seconds", type=float, default=20, help="post/mqtt: length of one run")
     p.add_argument("--state-seconds", type=float, default=5, help="state: length of one wrk run")
     p.add_argument("--server-cpu", type=int, default=0, help="state: the core the server(s) are pinned to")

@@ -121,24 +121,31 @@ def reading(seq: int) -> dict[str, object]:
     }
 
 
-async def post_reading(args: argparse.Namespace, seq: int, sent: dict[int, float], ok: list[int]) -> None:
-    body = json.dumps(reading(seq)).encode()
-    request = (
-        f"POST /api/sensors/{args.sensor}/readings HTTP/1.1\r\nHost: 127.0.0.1:{args.port}\r\n"
-        f"Authorization: Bearer {args.token}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    ).encode() + body
-    reader, writer = await asyncio.open_connection("127.0.0.1", args.port)
-    sent[seq] = time.perf_counter()
-    writer.write(request)
-    status_line = await reader.readline()
-    await reader.read()  # Connection: close: the rest of the answer
-    writer.close()
+async def post_reading(
+    args: argparse.Namespace, seq: int, device: asyncio.Lock, sent: dict[int, float], ok: list[int]
+) -> None:
+    """One reading of device seq % sensors. A device posts one reading at a time, as a real one does: its
+    readings reach the server in the order it measured them (else the ordering rule rightly keeps a late one
+    out of the topic, and the bench would count it lost)."""
+    sensor_id = f"{args.sensor}{seq % args.sensors}"
+    async with device:
+        body = json.dumps(reading(seq)).encode()
+        request = (
+            f"POST /api/sensors/{sensor_id}/readings HTTP/1.1\r\nHost: 127.0.0.1:{args.port}\r\n"
+            f"Authorization: Bearer {args.token}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode() + body
+        reader, writer = await asyncio.open_connection("127.0.0.1", args.port)
+        sent[seq] = time.perf_counter()
+        writer.write(request)
+        status_line = await reader.readline()
+        await reader.read()  # Connection: close: the rest of the answer
+        writer.close()
     if b" 201 " in status_line:
         ok.append(seq)
 
 
-def mqtt_publisher(broker_port: int, topic: str) -> tuple[Any, Callable[[int], None]]:
+def mqtt_publisher(broker_port: int, topic: str, sensors: int) -> tuple[Any, Callable[[int], None]]:
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -148,7 +155,7 @@ def mqtt_publisher(broker_port: int, topic: str) -> tuple[Any, Callable[[int], N
 
     def publish(seq: int) -> None:
         payload = json.dumps({"temperature": 21.5, "humidity": seq / 100, "battery": 90, "linkquality": 120})
-        device.publish(topic, payload, qos=1)
+        device.publish(f"{topic}{seq % sensors}", payload, qos=1)
 
     return device, publish
 
@@ -160,7 +167,8 @@ async def drive(args: argparse.Namespace, sent: dict[int, float], ok: list[int])
     device = None
     publish = None
     if args.drive == "mqtt":
-        device, publish = mqtt_publisher(args.broker_port, args.topic)
+        device, publish = mqtt_publisher(args.broker_port, args.topic, args.sensors)
+    devices = [asyncio.Lock() for _ in range(args.sensors)]  # one reading in flight per device
     start = time.perf_counter()
     for seq in range(args.count):
         await asyncio.sleep(max(0.0, start + seq * interval - time.perf_counter()))
@@ -169,7 +177,7 @@ async def drive(args: argparse.Namespace, sent: dict[int, float], ok: list[int])
             publish(seq)
             ok.append(seq)
         else:
-            tasks.append(asyncio.create_task(post_reading(args, seq, sent, ok)))
+            tasks.append(asyncio.create_task(post_reading(args, seq, devices[seq % args.sensors], sent, ok)))
     if tasks:
         await asyncio.gather(*tasks, return_exceptions=True)
     if device is not None:
@@ -185,10 +193,11 @@ async def main() -> None:
     p.add_argument("--rate", type=float, default=20, help="readings per second")
     p.add_argument("--count", type=int, default=400, help="readings to send (the first 10 are a warm-up)")
     p.add_argument("--drive", choices=("post", "mqtt"), default="post")
-    p.add_argument("--sensor", default="bench", help="--drive post: the remote sensor id")
+    p.add_argument("--sensors", type=int, default=10, help="devices the readings are spread over, round robin")
+    p.add_argument("--sensor", default="bench", help="--drive post: remote sensor ids are this + 0, 1, ...")
     p.add_argument("--token", default="", help="--drive post: its bearer token")
     p.add_argument("--broker-port", type=int, help="--drive mqtt: the broker's loopback port")
-    p.add_argument("--topic", default="zigbee2mqtt/bench", help="--drive mqtt: the device's topic")
+    p.add_argument("--topic", default="zigbee2mqtt/bench", help="--drive mqtt: device topics are this + 0, 1, ...")
     p.add_argument("--hold", type=float, default=0, help="only stay connected this many seconds (idle clients)")
     args = p.parse_args()
     if args.count > MAX_READINGS:
