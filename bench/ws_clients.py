@@ -20,9 +20,9 @@ import datetime as dt
 import json
 import os
 import re
+import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from pathlib import Path
 
 # The sequence number travels as humidity_pct = seq / 100 (0.00 … 99.99): at most 10,000 readings a run.
 MAX_READINGS = 10_000
@@ -145,45 +145,39 @@ async def post_reading(
         ok.append(seq)
 
 
-def mqtt_publisher(broker_port: int, topic: str, sensors: int) -> tuple[Any, Callable[[int], None]]:
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    device = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"bench-device-{os.getpid()}")
-    device.connect("127.0.0.1", broker_port)
-    device.loop_start()
-
-    def publish(seq: int) -> None:
-        payload = json.dumps({"temperature": 21.5, "humidity": seq / 100, "battery": 90, "linkquality": 120})
-        device.publish(f"{topic}{seq % sensors}", payload, qos=1)
-
-    return device, publish
-
-
 async def drive(args: argparse.Namespace, sent: dict[int, float], ok: list[int]) -> None:
     """Send `count` readings at `rate`/s on an absolute schedule (a slow answer never lowers the rate)."""
-    interval = 1 / args.rate
-    tasks: list[asyncio.Task[None]] = []
-    device = None
-    publish = None
     if args.drive == "mqtt":
-        device, publish = mqtt_publisher(args.broker_port, args.topic, args.sensors)
+        await drive_mqtt(args, sent, ok)
+        return
+    interval = 1 / args.rate
     devices = [asyncio.Lock() for _ in range(args.sensors)]  # one reading in flight per device
+    tasks: list[asyncio.Task[None]] = []
     start = time.perf_counter()
     for seq in range(args.count):
         await asyncio.sleep(max(0.0, start + seq * interval - time.perf_counter()))
-        if publish is not None:
-            sent[seq] = time.perf_counter()
-            publish(seq)
-            ok.append(seq)
-        else:
-            tasks.append(asyncio.create_task(post_reading(args, seq, devices[seq % args.sensors], sent, ok)))
-    if tasks:
-        await asyncio.gather(*tasks, return_exceptions=True)
-    if device is not None:
-        await asyncio.sleep(0.5)
-        device.disconnect()
-        device.loop_stop()
+        tasks.append(asyncio.create_task(post_reading(args, seq, devices[seq % args.sensors], sent, ok)))
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def drive_mqtt(args: argparse.Namespace, sent: dict[int, float], ok: list[int]) -> None:
+    """The devices publish from their own process (bench/mqtt_device.py); it says when each reading left."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).with_name("mqtt_device.py")),
+        f"--broker-port={args.broker_port}",
+        f"--topic={args.topic}",
+        f"--sensors={args.sensors}",
+        f"--rate={args.rate}",
+        f"--count={args.count}",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"mqtt_device.py exited with {proc.returncode}")
+    for seq, at in json.loads(out)["sent"].items():
+        sent[int(seq)] = at
+        ok.append(int(seq))
 
 
 async def main() -> None:
