@@ -61,6 +61,9 @@ class LiveSocket(WebSocketHandler):
         return ok
 
     def open(self) -> None:
+        # Updates are small and must not wait: without this, Nagle's algorithm holds a frame back until the
+        # previous one is acknowledged, and the peer's delayed ACK makes that up to tens of milliseconds.
+        self.set_nodelay(True)
         self.hub.add_client(self)
 
     def on_close(self) -> None:
