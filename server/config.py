@@ -83,10 +83,29 @@ class StravaConfig:
 
 
 @dataclass(frozen=True)
+class CalendarFeedConfig:
+    name: str  # shown on the wall; the topic's `calendar` and `calendars[].name`
+    url: str  # the private ICS address: a secret, written as "${NAME}"; webcal:// is fetched as https://
+    color: str | None = None  # "#rgb" or "#rrggbb"
+
+
+@dataclass(frozen=True)
+class CalendarConfig:
+    calendars: tuple[CalendarFeedConfig, ...]
+    interval_s: float = 900.0
+    days: int = 7  # today and the next days-1 days
+    timezone: str | None = None  # default: the top-level timezone
+    max_bytes: int = 20_000_000  # private feeds carry their whole history: 19 MB exists
+    timeout_s: float = 60.0  # the whole download of one feed
+    max_age_s: float | None = None
+
+
+@dataclass(frozen=True)
 class SourcesConfig:
     weather: WeatherConfig | None = None
     departures: DeparturesConfig | None = None
     strava: StravaConfig | None = None
+    calendar: CalendarConfig | None = None
 
 
 SensorType = Literal["bme280", "bmp280", "sht31", "sht3x", "mcp9808", "ds18b20", "dht22"]
@@ -181,17 +200,18 @@ class WallConfig:
     check_interval_s: float = 10.0
 
 
-PAGE_WIDGETS = ("clock", "weather", "departures", "sensors", "forecast", "strava")  # kiosk/js/widgets/<name>.js
+PAGE_WIDGETS = ("clock", "weather", "departures", "sensors", "forecast", "strava", "calendar")  # kiosk/js/widgets/
 
 
 @dataclass(frozen=True)
 class PageConfig:
     title: str = "Homeboard"
-    locale: str = "sv-SE"
-    clock_24h: bool = True
+    locale: str = "sv-SE"  # BCP 47: the page's words, number and date formats, and the weather texts' language
+    units: Literal["metric", "imperial"] = "metric"  # imperial: °F, mph, miles, feet
+    clock_24h: bool = True  # false: "2:52 PM"
     night_from: str | None = "22:00"  # dimmed theme from/until, local time
     night_until: str | None = "06:30"
-    widgets: tuple[str, ...] = ("clock", "weather", "departures", "sensors", "forecast", "strava")
+    widgets: tuple[str, ...] = ("clock", "weather", "calendar", "departures", "sensors", "forecast", "strava")
     large: tuple[str, ...] = ("departures", "strava")  # wider column in landscape, a whole row in portrait
     reload_at: str | None = "04:00"  # daily reload to cap browser memory
 
@@ -254,7 +274,7 @@ class MqttConfig:
     session_expiry_s: int = 86400  # the broker keeps our subscriptions and queued QoS 1 messages this long
     role: MqttRole = "standalone"
     leader: str | None = None  # follower: the leader's base topic, e.g. homeboard/kitchen
-    share_topics: tuple[str, ...] = ("weather", "departures", "strava", "sensor/*")
+    share_topics: tuple[str, ...] = ("weather", "departures", "strava", "calendar", "sensor/*")
     follow_max_age_s: float | None = None  # follower: null = each topic's max age as the leader sends it
     sensors: tuple[MqttSensorConfig, ...] = ()
     home_assistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
@@ -289,6 +309,7 @@ class Config:
 
 # ---------------------------------------------------------------- loading
 
+_LOCALE_RE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")  # BCP 47, as far as a typo check needs
 _SECRET_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -471,11 +492,12 @@ def _check(cfg: Config) -> None:
         path = getattr(tls, key)
         if path is not None and not os.access(path, os.R_OK):
             raise ConfigError(f"server.tls.{key}: cannot read {path}")
-    for name in ("weather", "departures", "strava"):
+    for name in ("weather", "departures", "strava", "calendar"):
         src = getattr(cfg.sources, name)
         if src is not None and src.interval_s <= 0:
             raise ConfigError(f"sources.{name}.interval_s: must be greater than 0")
     _check_remote_sources(cfg.sources)
+    _check_calendar(cfg.sources.calendar)
     seen: set[str] = set()
     for section in ("sensors", "remote_sensors"):
         for i, s in enumerate(getattr(cfg, section)):
@@ -497,6 +519,8 @@ def _check(cfg: Config) -> None:
     _check_display(cfg.display, cfg.wall)
     if cfg.display.motion_timeout_min > 0 and cfg.gpio.pir is None:
         raise ConfigError("display.motion_timeout_min: needs a PIR to see motion (set gpio.pir), or set it to 0")
+    if not _LOCALE_RE.fullmatch(cfg.page.locale):
+        raise ConfigError(f"page.locale: expected a language tag like sv-SE or en-US, got {_describe(cfg.page.locale)}")
     for key in ("night_from", "night_until", "reload_at"):
         _check_hhmm(getattr(cfg.page, key), f"page.{key}")
     for key in ("widgets", "large"):
@@ -531,6 +555,44 @@ def _check_remote_sources(sources: SourcesConfig) -> None:
             raise ConfigError(f"sources.departures.walk_time_min: must be 0 or more, got {d.walk_time_min:g}")
     if s is not None and not 1 <= s.max_activities <= 200:
         raise ConfigError(f"sources.strava.max_activities: expected 1-200, got {s.max_activities}")
+
+
+_COLOR_RE = re.compile(r"#[0-9A-Fa-f]{3}|#[0-9A-Fa-f]{6}")
+
+
+def _check_calendar(cal: CalendarConfig | None) -> None:
+    """sources.calendar: named feeds with http(s)/webcal addresses. Messages never echo an address (a secret)."""
+    if cal is None:
+        return
+    if not cal.calendars:
+        raise ConfigError("sources.calendar.calendars: list at least one calendar ({name, url})")
+    if not 1 <= cal.days <= 31:
+        raise ConfigError(f"sources.calendar.days: expected 1-31, got {cal.days}")
+    if cal.timezone is not None:
+        try:
+            import zoneinfo
+
+            zoneinfo.ZoneInfo(cal.timezone)
+        except Exception as err:
+            raise ConfigError(f'sources.calendar.timezone: unknown time zone "{cal.timezone}"') from err
+    if cal.max_bytes < 10_000:
+        raise ConfigError(f"sources.calendar.max_bytes: expected at least 10000, got {cal.max_bytes}")
+    if cal.timeout_s <= 0:
+        raise ConfigError("sources.calendar.timeout_s: must be greater than 0")
+    names: set[str] = set()
+    for i, feed in enumerate(cal.calendars):
+        path = f"sources.calendar.calendars[{i}]"
+        if not feed.name.strip() or len(feed.name) > 60:
+            raise ConfigError(f"{path}.name: expected a name of 1-60 characters")
+        if feed.name in names:
+            raise ConfigError(f"{path}.name: duplicate calendar name {_describe(feed.name)}")
+        names.add(feed.name)
+        placeholder = re.fullmatch(r"demo-[a-z0-9_]+", feed.url)  # demo mode's stand-in for an unset secret
+        if not placeholder and not re.fullmatch(r"(?i)(https?|webcals?)://[^\s/?#]+[^\s]*", feed.url):
+            # Not the value itself: a feed address is a secret, and this line goes to a terminal and a journal.
+            raise ConfigError(f'{path}.url: expected an https:// or webcal:// address (written as "${{NAME}}")')
+        if feed.color is not None and not _COLOR_RE.fullmatch(feed.color):
+            raise ConfigError(f'{path}.color: expected a colour like "#3b82f6", got {_describe(feed.color)}')
 
 
 _MQTT_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")  # also what Home Assistant allows in node_id / object_id
