@@ -23,6 +23,7 @@ from server.core.handlers import (
     PageStaticHandler,
     StateHandler,
 )
+from server.core.memory import HeapTrimmer
 from server.core.state_route import StateRoute
 from server.core.ws import LiveSocket
 from server.display.controller import DisplayHandler
@@ -98,6 +99,7 @@ class Upkeep:
         self.cert = cert
         self._callbacks: list[PeriodicCallback] = []
         self._saving = False
+        self._heap = HeapTrimmer()  # freed memory back to the OS after start-up, then hourly (server/core/memory.py)
 
     def start(self) -> None:
         self._callbacks.append(PeriodicCallback(self.tick, 1000))
@@ -108,10 +110,12 @@ class Upkeep:
             self._callbacks.append(PeriodicCallback(self.cert.reload_if_changed, interval_ms))
         for cb in self._callbacks:
             cb.start()
+        self._heap.start()
 
     def stop(self) -> None:
         for cb in self._callbacks:
             cb.stop()
+        self._heap.stop()
 
     def tick(self) -> None:
         self.board.hub.check_stale()
