@@ -292,6 +292,17 @@ class Config:
 _SECRET_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+def secret_names(data: Any) -> set[str]:
+    """The ${NAME}s a parsed config uses in its values: what must have a value (comments do not count)."""
+    if isinstance(data, str):
+        return set(_SECRET_RE.findall(data))
+    if isinstance(data, dict):
+        return set().union(*(secret_names(v) for v in data.values()))
+    if isinstance(data, list):
+        return set().union(*(secret_names(v) for v in data))
+    return set()
+
+
 def _describe(value: Any) -> str:
     if isinstance(value, str):
         return f'"{value}"' if len(value) <= 40 else f'"{value[:37]}..."'
@@ -634,6 +645,11 @@ def _check_gpio(gpio: GpioConfig) -> None:
         raise ConfigError("gpio.pir_warmup_s: must not be negative")
 
 
+# How often the wall page sends its heartbeat (HEARTBEAT_MS in kiosk/js/socket.js): wall.silence_s below it
+# would call a healthy wall dark.
+PAGE_HEARTBEAT_S = 30.0
+
+
 def _check_display(display: DisplayConfig, wall: WallConfig) -> None:
     if (display.on_at is None) != (display.off_at is None):
         missing = "display.off_at" if display.off_at is None else "display.on_at"
@@ -650,6 +666,11 @@ def _check_display(display: DisplayConfig, wall: WallConfig) -> None:
     for key in ("silence_s", "startup_grace_s", "step_wait_s", "command_timeout_s", "check_interval_s"):
         if getattr(wall, key) <= 0:
             raise ConfigError(f"wall.{key}: must be greater than 0")
+    if wall.silence_s < PAGE_HEARTBEAT_S:
+        raise ConfigError(
+            f"wall.silence_s: must be at least {PAGE_HEARTBEAT_S:g} (the page sends a heartbeat every "
+            f"{PAGE_HEARTBEAT_S:g} s; less restarts a healthy wall), got {wall.silence_s:g}"
+        )
     if wall.browser_restarts < 0:
         raise ConfigError("wall.browser_restarts: must be 0 or more")
     for key in ("restart_command", "reboot_command"):
