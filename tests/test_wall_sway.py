@@ -247,7 +247,8 @@ def wall() -> Iterator[Wall]:
         conf.write_text(
             f"[supervisord]\nnodaemon=true\nlogfile={base}/supervisord.log\npidfile={base}/supervisord.pid\n"
             f"[unix_http_server]\nfile={base}/supervisor.sock\nchmod=0700\n"
-            "[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n"
+            "[rpcinterface:supervisor]\n"
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n"
             f"[supervisorctl]\nserverurl=unix://{base}/supervisor.sock\n"
             f"[program:{KIOSK}]\ncommand=/usr/bin/python3 {REPO}/kiosk/launcher/homeboard_kiosk.py\n"
             f"{user_line}environment={environment}\ndirectory={home}\nautostart=true\nautorestart=true\n"
