@@ -166,7 +166,7 @@ class DisplayConfig:
 
 @dataclass(frozen=True)
 class WallConfig:
-    """The wall watchdog (server/wallwatch.py): what to do when the kiosk page stops sending heartbeats."""
+    """The wall watchdog (server/wall/watch.py): what to do when the kiosk page stops sending heartbeats."""
 
     enabled: bool = False  # act on silence (reload, restart browser, reboot); false: only report in /healthz
     silence_s: float = 120.0  # no heartbeat for this long (the page sends one every 30 s) = the wall is dark

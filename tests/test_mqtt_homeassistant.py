@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from server import display as display_mod
-from server.display_backends import make_backend
+from server import homeboard as homeboard_mod
+from server.display.backends import make_backend
 from server.mqtt.retained import FILE_NAME
 from server.sources.base import SimpleSource, TransientError
 from tests.conftest import make_config
@@ -177,7 +177,7 @@ def ha_server(tmp_path: Path, broker: Broker, **overrides: Any) -> ServerThread:
         "mqtt": mqtt_settings(broker.port, name="wall", home_assistant={"enabled": True}),
     }
     doc.update(overrides)
-    srv = ServerThread(make_config(tmp_path, **doc), features=("server.sensing", "server.display", "server.mqtt"))
+    srv = ServerThread(make_config(tmp_path, **doc))
     srv.start()
     assert wait_until(lambda: health(srv.url)["mqtt"]["connected"]), health(srv.url)
     return srv
@@ -253,9 +253,9 @@ def test_health_problems_reach_home_assistant(tmp_path: Path, broker: Broker, ha
         def broken() -> dict[str, dict]:
             raise TransientError("no answer from the weather service")
 
-        srv.call(lambda: srv.services.runner.add(SimpleSource("weather", broken, 3600.0, topics=("weather",))))
+        srv.call(lambda: srv.board.runner.add(SimpleSource("weather", broken, 3600.0, topics=("weather",))))
         assert wait_until(lambda: health(srv.url)["status"] == "degraded")
-        srv.call(srv.services.extras["mqtt"].bridge.check_health)  # what the 5-s timer does
+        srv.call(srv.board.mqtt.bridge.check_health)  # what the 5-s timer does
         assert ha.wait_for(lambda: ha.latest("homeboard/wall/health/state").payload == b"ON")
         attributes = json.loads(ha.latest("homeboard/wall/health/attributes").payload)
         assert attributes["problems"] == ["weather: no answer from the weather service"]
@@ -325,7 +325,9 @@ def test_the_display_switch_turns_the_screen_off_and_on_from_home_assistant(
     # The hardware is the one part stood in for: the official touchscreen's backlight, as a sysfs tree.
     dev = _backlight(tmp_path)
     sysfs = str(tmp_path / "sys")
-    monkeypatch.setattr(display_mod, "make_backend", lambda name, config: make_backend(name, config, sysfs_root=sysfs))
+    monkeypatch.setattr(
+        homeboard_mod, "make_backend", lambda name, config: make_backend(name, config, sysfs_root=sysfs)
+    )
     srv = ha_server(tmp_path, broker, display={"backend": "backlight"})
     try:
         topic = "homeassistant/switch/homeboard_wall/display/config"

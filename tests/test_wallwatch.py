@@ -15,8 +15,8 @@ import pytest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from server.config import Config, ConfigError, WallConfig, replace
-from server.hub import Hub
-from server.wallwatch import WallWatch
+from server.core.hub import Hub
+from server.wall.watch import WallWatch
 from tests.conftest import make_config
 from tests.serverthread import ServerThread
 
@@ -92,7 +92,7 @@ async def heartbeat(conn: WebSocketClientConnection) -> None:
 
 @pytest.fixture
 def server(tmp_path: Path, systemctl: Path) -> Iterator[ServerThread]:
-    srv = ServerThread(fast_config(tmp_path), features=("server.wallwatch",)).start()
+    srv = ServerThread(fast_config(tmp_path)).start()
     yield srv
     srv.stop()
 
@@ -145,7 +145,7 @@ def test_reboot_guard_keeps_restarting_the_browser_instead(tmp_path: Path, syste
     var = tmp_path / "var"
     var.mkdir()
     (var / "wallwatch.json").write_text(json.dumps({"reboots": [time.time() - 3600], "history": []}))
-    srv = ServerThread(fast_config(tmp_path, browser_restarts=1), features=("server.wallwatch",))
+    srv = ServerThread(fast_config(tmp_path, browser_restarts=1))
     srv.start()
     try:
 
@@ -166,7 +166,7 @@ def test_reboot_guard_keeps_restarting_the_browser_instead(tmp_path: Path, syste
 
 def test_a_failing_restart_command_is_recorded_with_its_reason(tmp_path: Path, systemctl: Path) -> None:
     (tmp_path / "fail").touch()
-    srv = ServerThread(fast_config(tmp_path, browser_restarts=3), features=("server.wallwatch",))
+    srv = ServerThread(fast_config(tmp_path, browser_restarts=3))
     srv.start()
     try:
         asyncio.run(wait_until(lambda: steps(srv).count("restart_browser") >= 2, 8, "a failed restart attempt"))
@@ -183,7 +183,7 @@ def test_a_failing_restart_command_is_recorded_with_its_reason(tmp_path: Path, s
 def test_a_blocking_restart_command_keeps_the_history_in_order(tmp_path: Path, systemctl: Path) -> None:
     """The page's heartbeat arrives while the restart command still runs: the step is already recorded."""
     (tmp_path / "block").touch()
-    srv = ServerThread(fast_config(tmp_path, browser_restarts=3), features=("server.wallwatch",)).start()
+    srv = ServerThread(fast_config(tmp_path, browser_restarts=3)).start()
     try:
 
         async def scenario() -> None:
@@ -217,7 +217,7 @@ def test_silence_below_the_page_heartbeat_is_a_config_error(tmp_path: Path) -> N
 
 
 def test_a_screen_switched_off_excuses_silence(tmp_path: Path, systemctl: Path) -> None:
-    srv = ServerThread(fast_config(tmp_path), features=("server.wallwatch",)).start()
+    srv = ServerThread(fast_config(tmp_path)).start()
     try:
         srv.publish("display", {"power": "off", "reason": "schedule: off until 07:00"})
         time.sleep(2.0)  # well past silence_s and the start-up grace
@@ -232,7 +232,7 @@ def test_a_screen_switched_off_excuses_silence(tmp_path: Path, systemctl: Path) 
 
 
 def test_disabled_watchdog_reports_but_never_acts(tmp_path: Path, systemctl: Path) -> None:
-    srv = ServerThread(fast_config(tmp_path, enabled=False), features=("server.wallwatch",)).start()
+    srv = ServerThread(fast_config(tmp_path, enabled=False)).start()
     try:
         time.sleep(2.0)
         wall = health(srv)["wall"]

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from server.atomic import atomic_write_bytes, sweep_temp_files
 from server.config import StravaConfig
+from server.core.atomic import atomic_write_bytes, sweep_temp_files
 from server.sources.base import AuthError, RateLimitedError, SourceError, TransientError, stale_after_s
 from server.sources.fields import Reader
 from server.sources.http import HttpClient, HttpResponse, upstream_text

@@ -1,0 +1,173 @@
+"""The web side of a Homeboard (server.homeboard): its route table and the once-a-second upkeep."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import tornado.web
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
+from tornado.netutil import bind_sockets
+
+from server.core.handlers import (
+    ConfigHandler,
+    DebugBlockHandler,
+    HealthHandler,
+    MetricsHandler,
+    NotFoundHandler,
+    PageStaticHandler,
+    StateHandler,
+)
+from server.core.ws import LiveSocket
+from server.display.controller import DisplayHandler
+from server.homeboard import Homeboard
+from server.readings.history import history_handler
+from server.readings.ingest import IngestHandler
+
+log = logging.getLogger(__name__)
+
+KIOSK_DIR = Path(__file__).resolve().parents[2] / "kiosk"
+
+LAST_STATE_SAVE_S = 10.0
+MAX_INCOMING_WS_BYTES = 4096
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """Access log without query strings (no token or key can leak through a URL) and quiet on success."""
+    status = handler.get_status()
+    if status < 400:
+        level = logging.DEBUG
+    elif status < 500:
+        level = logging.INFO
+    else:
+        level = logging.ERROR
+    if log.isEnabledFor(level):
+        r = handler.request
+        log.log(level, "%d %s %s (%s) %.1f ms", status, r.method, r.path[:200], r.remote_ip, 1000 * r.request_time())
+
+
+def make_app(board: Homeboard) -> tornado.web.Application:
+    """The route table: every route of the server, with the objects each handler needs passed in."""
+    cfg = board.config.server
+    ws_kwargs = {
+        "hub": board.hub,
+        "allowed_origins": cfg.allowed_origins,
+        "max_pending_bytes": cfg.ws_max_pending_bytes,
+        "max_drain_s": cfg.ws_max_drain_s,
+    }
+    remote = {r.id: r for r in board.config.remote_sensors}
+    history_kwargs = {"history": board.history, "knows": board.readings.knows, "clock": time.time}
+    display_kwargs = {"controller": board.display, "token": board.config.display.token}
+    routes: list[Any] = [
+        (r"/api/state", StateHandler, {"board": board}),
+        (r"/api/config", ConfigHandler, {"board": board}),
+        (r"/healthz", HealthHandler, {"board": board}),
+        (r"/metrics", MetricsHandler, {"board": board}),
+        (r"/ws", LiveSocket, ws_kwargs),
+        (r"/api/sensors/([^/]+)/history", history_handler(), history_kwargs),
+        (r"/api/sensors/([^/]+)/readings", IngestHandler, {"sensors": remote, "readings": board.readings}),
+        (r"/api/display", DisplayHandler, display_kwargs),
+        *([(r"/debug/block", DebugBlockHandler)] if os.environ.get("HOMEBOARD_DEBUG_ROUTES") == "1" else []),
+        (r"/api/.*", NotFoundHandler),
+        (r"/(.*)", PageStaticHandler, {"path": str(KIOSK_DIR), "default_filename": "index.html"}),
+    ]
+    return tornado.web.Application(
+        routes,
+        log_function=log_request,
+        websocket_ping_interval=cfg.ws_ping_interval_s,
+        websocket_ping_timeout=cfg.ws_ping_interval_s,
+        websocket_max_message_size=MAX_INCOMING_WS_BYTES,
+        compress_response=False,
+        xsrf_cookies=False,  # no cookie auth anywhere: ingest and display use bearer tokens in headers
+    )
+
+
+class Upkeep:
+    """The once-a-second chores on the loop: stale marking, slow-client eviction, state saving, cert reload."""
+
+    def __init__(self, board: Homeboard, cert: Any = None, save_state: bool = True) -> None:
+        self.board = board
+        self.laststate = board.laststate if save_state else None
+        self.cert = cert
+        self._callbacks: list[PeriodicCallback] = []
+        self._saving = False
+
+    def start(self) -> None:
+        self._callbacks.append(PeriodicCallback(self.tick, 1000))
+        if self.laststate is not None:
+            self._callbacks.append(PeriodicCallback(self.save_state, LAST_STATE_SAVE_S * 1000))
+        if self.cert is not None:
+            interval_ms = self.board.config.server.tls.reload_check_s * 1000
+            self._callbacks.append(PeriodicCallback(self.cert.reload_if_changed, interval_ms))
+        for cb in self._callbacks:
+            cb.start()
+
+    def stop(self) -> None:
+        for cb in self._callbacks:
+            cb.stop()
+
+    def tick(self) -> None:
+        self.board.hub.check_stale()
+        now = time.monotonic()
+        for client in list(self.board.hub.clients.values()):
+            check = getattr(client, "check_drain", None)
+            if check is not None:
+                check(now)
+
+    async def save_state(self) -> None:
+        if self._saving or self.laststate is None:
+            return
+        self._saving = True
+        try:
+            blob = self.laststate.snapshot_blob(self.board.hub)
+            await asyncio.wrap_future(self.board.executor.submit(self.laststate.save_blob, blob))
+        finally:
+            self._saving = False
+
+
+class Serving:
+    """A Homeboard answering HTTP on a bound socket: `python -m server`, the tests and the bench all run this."""
+
+    def __init__(self, board: Homeboard, http: HTTPServer, upkeep: Upkeep, port: int) -> None:
+        self.board = board
+        self.http = http
+        self.upkeep = upkeep
+        self.port = port
+
+    @classmethod
+    async def start(
+        cls,
+        board: Homeboard,
+        *,
+        host: str,
+        port: int,
+        cert: Any = None,
+        restore: bool = True,
+        save_state: bool = True,
+    ) -> Serving:
+        """Bind (an OSError here means the address is taken: nothing has started yet), then start the board."""
+        cfg = board.config.server
+        http = HTTPServer(
+            make_app(board),
+            ssl_options=cert.context if cert is not None else None,
+            max_body_size=cfg.max_body_bytes,
+            max_header_size=cfg.max_header_bytes,
+            idle_connection_timeout=cfg.idle_connection_timeout_s,
+            body_timeout=10,
+        )
+        sockets = bind_sockets(port, host, backlog=2048)
+        http.add_sockets(sockets)
+        await board.start(restore=restore)
+        upkeep = Upkeep(board, cert, save_state=save_state)
+        upkeep.start()
+        return cls(board, http, upkeep, sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        self.http.stop()
+        self.upkeep.stop()
+        await self.board.stop()
