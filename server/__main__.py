@@ -44,6 +44,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--host", help="address to bind (overrides server.host)")
     p.add_argument("--port", type=int, help="port to bind (overrides server.port; 0 picks a free one)")
     p.add_argument("--data-dir", help="where history and state live (overrides data_dir)")
+    p.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the config and its ${NAME} secrets, then exit (0: fine, 2: error); starts nothing",
+    )
     p.add_argument("--version", action="version", version=f"homeboard {__version__}")
     return p.parse_args(argv)
 
@@ -211,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"homeboard: config error: {err}", file=sys.stderr)
         return 2
+    if args.check_config:  # binds no port, creates no data_dir, calls no API
+        print(f"homeboard: config ok: {args.config}")
+        return 0
     setup_logging(os.environ.get("HOMEBOARD_LOG_LEVEL", cfg.log_level))
     rc = asyncio.run(serve(cfg))
     stuck = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]

@@ -1,0 +1,105 @@
+"""`python -m server --check-config`: validates the config and its secrets, starts nothing, same errors as a start."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+# The secrets the repository's config.yaml refers to.
+REPO_SECRETS = {
+    "WEATHERAPI_KEY": "k",
+    "STRAVA_CLIENT_SECRET": "s",
+    "STRAVA_REFRESH_TOKEN": "r",
+    "BALCONY_TOKEN": "b",
+}
+
+
+def check(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    # Only the variables a test names: a developer's own WEATHERAPI_KEY must not make a test pass.
+    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    base["PYTHONPATH"] = str(REPO)  # run from another folder too
+    return subprocess.run(
+        [sys.executable, "-m", "server", "--check-config", *args],
+        cwd=cwd,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_repo_config_with_its_secrets_is_fine() -> None:
+    proc = check("--config", str(REPO / "config.yaml"), env=REPO_SECRETS)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines() == [f"homeboard: config ok: {REPO / 'config.yaml'}"]
+    assert proc.stderr == ""
+
+
+def test_each_unset_secret_is_a_start_error() -> None:
+    for name in REPO_SECRETS:
+        env = {k: v for k, v in REPO_SECRETS.items() if k != name}
+        proc = check("--config", str(REPO / "config.yaml"), env=env)
+        assert proc.returncode == 2, name
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, proc.stderr
+        assert lines[0].startswith("homeboard: config error: ")
+        assert f"${{{name}}} is not set" in lines[0]
+        assert proc.stdout == ""
+
+
+def test_same_line_as_a_start(tmp_path: Path) -> None:
+    bad = tmp_path / "c.yaml"
+    bad.write_text(f"data_dir: {tmp_path / 'var'}\nsources:\n  weather: {{api_key: k, interval_s: ten}}\n")
+    checked = check("--config", str(bad))
+    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    started = subprocess.run(
+        [sys.executable, "-m", "server", "--config", str(bad)],
+        cwd=REPO,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert checked.returncode == started.returncode == 2
+    assert checked.stderr == started.stderr
+    assert checked.stderr.strip() == 'homeboard: config error: sources.weather.interval_s: expected a number, got "ten"'
+
+
+def test_starts_nothing(tmp_path: Path) -> None:
+    """No data_dir, no port, no request: a port already taken and an API that would record a call."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        api = f"http://127.0.0.1:{port}/v1"
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(
+            f"server: {{port: {port}}}\n"
+            f"data_dir: {tmp_path / 'var' / 'deeper'}\n"
+            f"sources:\n  weather: {{api_key: '${{W}}', base_url: '{api}'}}\n"
+            f"  strava: {{client_id: '1', client_secret: s, refresh_token: r, base_url: '{api}', token_url: '{api}'}}\n"
+        )
+        proc = check("--config", str(cfg), env={"W": "k"})
+        assert proc.returncode == 0, proc.stderr
+        try:
+            conn, _ = listener.accept()
+        except BlockingIOError:
+            conn = None
+        assert conn is None, "check-config connected to an API"
+    assert not (tmp_path / "var").exists()
+
+
+def test_default_path_and_missing_file(tmp_path: Path) -> None:
+    proc = check(cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "homeboard: config error: config: config.yaml does not exist"
+    (tmp_path / "config.yaml").write_text("timezone: Europe/Oslo\n")
+    proc = check(cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "var").exists()
