@@ -502,8 +502,8 @@ remote_healthz() {
 
 # ------------------------------------------------------------------------------------------ doctor
 
-# Checks a running Pi for the known pitfalls (shared/notes/kiosk-bookworm.md, pain-points.md). Changes
-# nothing. Exits 2 when something must be fixed.
+# Checks a running Pi for the known pitfalls of a Bookworm wall (each check says what it guards against).
+# Changes nothing. Exits 2 when something must be fixed.
 remote_doctor() {
 	local fails=0 uid rt live="" s imported blank browser gpio sync free_mb prefs exit_type kiosk backend t
 	ok() { printf 'OK    %s\n' "$*"; }

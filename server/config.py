@@ -509,7 +509,7 @@ def _check(cfg: Config) -> None:
 
 
 def _check_remote_sources(sources: SourcesConfig) -> None:
-    """Ranges the remote APIs accept (shared/notes/apis.md), so a typo stops the start, not every poll."""
+    """Ranges the remote APIs accept (their documentation), so a typo stops the start, not every poll."""
     for name in ("weather", "departures", "strava"):
         src = getattr(sources, name)
         urls = ("base_url", "token_url") if name == "strava" else ("base_url",)

@@ -1,6 +1,6 @@
 """Sensor history in SQLite: one writer thread with batched commits, retention, and downsampled queries.
 
-Durability (shared/notes/reliability.md §1.3): WAL with synchronous=FULL, so a committed batch survives a
+Durability (sqlite.org/pragma.html#pragma_synchronous): WAL with synchronous=FULL, so a committed batch survives a
 power cut, and commits are batched (at most every history.commit_interval_s) so the SD card sees few
 fsyncs. `store()` resolves only after the commit that contains its reading: a batch with a waiter is
 committed at once together with whatever else is queued (group commit). A corrupt database is moved aside

@@ -1,7 +1,7 @@
 """POST /api/sensors/{id}/readings: strict parsing of a LAN sensor's reading, and the handler that stores it
 durably before answering 201 and then publishes it.
 
-Bad input never gets further than here (shared/notes/reliability.md §1.6): NaN/Infinity, 1e999, huge integers,
+Bad input never gets further than here (docs/hardening.md): NaN/Infinity, 1e999, huge integers,
 deep nesting, duplicate keys, lone surrogates, invalid UTF-8 and unknown fields are refused with a 400 that
 names the problem, because a poison value would otherwise crash the SQLite writer or the WebSocket encoder.
 """
