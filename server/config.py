@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 import yaml
 
+from server.strictyaml import DuplicateKeyError, safe_load_unique
+
 
 class ConfigError(Exception):
     """The config is wrong. str(err) is one line starting with the key path."""
@@ -290,6 +292,9 @@ class Config:
 # ---------------------------------------------------------------- loading
 
 _SECRET_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# A whole value written `$NAME`, the shell's spelling: meant as a reference, but only ${NAME} is one. A `$`
+# inside a longer value (a token like "ab$cd", a bcrypt-style "$2b$...") is left alone.
+_BARE_REF_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def _describe(value: Any) -> str:
@@ -391,6 +396,14 @@ class _Secrets:
         self.lenient = lenient  # demo mode: a missing secret becomes a placeholder
 
     def expand(self, text: str, path: str) -> str:
+        if m := _BARE_REF_RE.fullmatch(text.strip()):
+            name = m.group(1)
+            raise ConfigError(f"{path}: a bare ${name} is not read from anywhere: write ${{{name}}}")
+        if "${" in _SECRET_RE.sub("", text):
+            raise ConfigError(
+                f"{path}: expected ${{NAME}} with NAME made of letters, digits and _ (got {_describe(text)})"
+            )
+
         def repl(m: re.Match[str]) -> str:
             name = m.group(1)
             # An empty value counts as unset: `export KEY=` by mistake must not become an empty API key.
@@ -676,7 +689,11 @@ def load_config(path: str | os.PathLike[str], *, env: dict[str, str] | None = No
     except UnicodeDecodeError as err:
         raise ConfigError(f"config: {path} is not UTF-8 text") from err
     try:
-        data = yaml.safe_load(text)
+        data = safe_load_unique(text)
+    except DuplicateKeyError as err:
+        raise ConfigError(
+            f"{err.path}: written twice in {path} (lines {err.first_line} and {err.line}); keep one"
+        ) from err
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

@@ -103,3 +103,11 @@ def test_default_path_and_missing_file(tmp_path: Path) -> None:
     proc = check(cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert not (tmp_path / "var").exists()
+
+
+def test_key_written_twice_fails_the_check(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("server:\n  host: 0.0.0.0\n\ntimezone: UTC\nserver:\n  port: 9090\n")
+    proc = check("--config", str(cfg))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"homeboard: config error: server: written twice in {cfg} (lines 1 and 5); keep one"
