@@ -26,6 +26,7 @@ from server.config import (
     load_config,
     replace,
 )
+from server.datadir import prepare_data_dir
 from server.laststate import LastStateStore
 from server.sdnotify import Notifier
 from server.services import Services
@@ -219,6 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_config:  # binds no port, creates no data_dir, calls no API
         print(f"homeboard: config ok: {args.config}")
         return 0
+    try:
+        prepare_data_dir(cfg.data_dir)
+    except ConfigError as err:
+        print(f"homeboard: config error: {err}", file=sys.stderr)
+        return 2
     setup_logging(os.environ.get("HOMEBOARD_LOG_LEVEL", cfg.log_level))
     rc = asyncio.run(serve(cfg))
     stuck = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
