@@ -75,13 +75,16 @@ def apply_overrides(cfg: Config, args: argparse.Namespace) -> Config:
 def with_demo_sources(cfg: Config) -> Config:
     """Demo mode runs every remote source (against the local stand-in), even those the file leaves out."""
     s = cfg.sources
+    strava = s.strava or StravaConfig(client_id="demo", client_secret=DEMO_SECRET)
+    if strava.refresh_token is None:  # the real one comes from setup; the stand-in takes any
+        strava = replace(strava, refresh_token=DEMO_SECRET)
     return replace(
         cfg,
         sources=replace(
             s,
             weather=s.weather or WeatherConfig(api_key="demo-key"),
             departures=s.departures or DeparturesConfig(site_id=9192),
-            strava=s.strava or StravaConfig(client_id="demo", client_secret=DEMO_SECRET, refresh_token=DEMO_SECRET),
+            strava=strava,
         ),
     )
 

@@ -76,7 +76,7 @@ class DeparturesConfig:
 class StravaConfig:
     client_id: str
     client_secret: str
-    refresh_token: str
+    refresh_token: str | None = None  # null: the token `python -m server.sources.strava setup` wrote to data_dir
     interval_s: float = 900.0
     base_url: str = "https://www.strava.com/api/v3"
     token_url: str = "https://www.strava.com/oauth/token"  # noqa: S105 - a URL, not a secret
@@ -680,6 +680,13 @@ def _check_hhmm(value: str | None, path: str) -> None:
 
 def load_config(path: str | os.PathLike[str], *, env: dict[str, str] | None = None, demo: bool = False) -> Config:
     """Read and validate a config file. Raises ConfigError with a one-line message."""
+    return parse_config(read_document(path), env=env, demo=demo)
+
+
+def read_document(path: str | os.PathLike[str]) -> Any:
+    """The config file's YAML as plain data, not yet validated (a key written twice is an error already).
+
+    For commands that need one section of a file whose other sections may not be complete yet."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError as err:
@@ -699,7 +706,7 @@ def load_config(path: str | os.PathLike[str], *, env: dict[str, str] | None = No
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or "invalid YAML"
         raise ConfigError(f"config: {path}{where}: {problem}") from err
-    return parse_config(data, env=env, demo=demo)
+    return data
 
 
 def replace(cfg: Any, **changes: Any) -> Any:

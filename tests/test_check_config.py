@@ -14,7 +14,6 @@ from tests.conftest import REPO
 REPO_SECRETS = {
     "WEATHERAPI_KEY": "k",
     "STRAVA_CLIENT_SECRET": "s",
-    "STRAVA_REFRESH_TOKEN": "r",
     "BALCONY_TOKEN": "b",
 }
 
