@@ -1,10 +1,8 @@
-"""Builds a running Homeboard from a Config: services, features, routes, periodic upkeep."""
+"""The web side of a Homeboard (server.homeboard): its route table and the once-a-second upkeep."""
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import importlib
 import logging
 import os
 import time
@@ -12,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import tornado.web
+from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
+from tornado.netutil import bind_sockets
 
-from server import __version__
-from server.config import Config
+from server.display import DisplayHandler
 from server.handlers import (
     ConfigHandler,
     DebugBlockHandler,
@@ -25,40 +24,17 @@ from server.handlers import (
     PageStaticHandler,
     StateHandler,
 )
-from server.hub import Hub
-from server.laststate import LastStateStore
-from server.runner import SourceRunner
-from server.services import Services
-from server.timeutil import zone
+from server.history import history_handler
+from server.homeboard import Homeboard
+from server.ingest import IngestHandler
 from server.ws import LiveSocket
 
 log = logging.getLogger(__name__)
 
 KIOSK_DIR = Path(__file__).resolve().parent.parent / "kiosk"
 
-# Feature modules: each has install(services) -> list of routes. Order matters only for route precedence.
-FEATURES: tuple[str, ...] = ("server.sensing", "server.remote", "server.display", "server.wallwatch", "server.mqtt")
-
 LAST_STATE_SAVE_S = 10.0
 MAX_INCOMING_WS_BYTES = 4096
-
-
-def build_services(config: Config, data_dir: str | None = None) -> Services:
-    data_dir = data_dir or config.data_dir
-    os.makedirs(data_dir, mode=0o700, exist_ok=True)
-    hub = Hub(zone(config.timezone), __version__)
-    # A small pool: I2C reads, HTTP polls and SQLite are short; more threads only cost memory on a Pi.
-    executor = concurrent.futures.ThreadPoolExecutor(config.server.executor_threads, thread_name_prefix="hb-io")
-    runner = SourceRunner(hub, executor)
-    return Services(config=config, hub=hub, runner=runner, executor=executor, data_dir=data_dir, version=__version__)
-
-
-def install_features(services: Services, features: tuple[str, ...] = FEATURES) -> list[Any]:
-    routes: list[Any] = []
-    for name in features:
-        module = importlib.import_module(name)
-        routes.extend(module.install(services))
-    return routes
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
@@ -75,21 +51,27 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
         log.log(level, "%d %s %s (%s) %.1f ms", status, r.method, r.path[:200], r.remote_ip, 1000 * r.request_time())
 
 
-def make_app(services: Services, feature_routes: list[Any] | None = None) -> tornado.web.Application:
-    cfg = services.config.server
+def make_app(board: Homeboard) -> tornado.web.Application:
+    """The route table: every route of the server, with the objects each handler needs passed in."""
+    cfg = board.config.server
     ws_kwargs = {
-        "hub": services.hub,
+        "hub": board.hub,
         "allowed_origins": cfg.allowed_origins,
         "max_pending_bytes": cfg.ws_max_pending_bytes,
         "max_drain_s": cfg.ws_max_drain_s,
     }
+    remote = {r.id: r for r in board.config.remote_sensors}
+    history_kwargs = {"history": board.history, "knows": board.readings.knows, "clock": time.time}
+    display_kwargs = {"controller": board.display, "token": board.config.display.token}
     routes: list[Any] = [
-        (r"/api/state", StateHandler, {"services": services}),
-        (r"/api/config", ConfigHandler, {"services": services}),
-        (r"/healthz", HealthHandler, {"services": services}),
-        (r"/metrics", MetricsHandler, {"services": services}),
+        (r"/api/state", StateHandler, {"board": board}),
+        (r"/api/config", ConfigHandler, {"board": board}),
+        (r"/healthz", HealthHandler, {"board": board}),
+        (r"/metrics", MetricsHandler, {"board": board}),
         (r"/ws", LiveSocket, ws_kwargs),
-        *(feature_routes or []),
+        (r"/api/sensors/([^/]+)/history", history_handler(), history_kwargs),
+        (r"/api/sensors/([^/]+)/readings", IngestHandler, {"sensors": remote, "readings": board.readings}),
+        (r"/api/display", DisplayHandler, display_kwargs),
         *([(r"/debug/block", DebugBlockHandler)] if os.environ.get("HOMEBOARD_DEBUG_ROUTES") == "1" else []),
         (r"/api/.*", NotFoundHandler),
         (r"/(.*)", PageStaticHandler, {"path": str(KIOSK_DIR), "default_filename": "index.html"}),
@@ -108,9 +90,9 @@ def make_app(services: Services, feature_routes: list[Any] | None = None) -> tor
 class Upkeep:
     """The once-a-second chores on the loop: stale marking, slow-client eviction, state saving, cert reload."""
 
-    def __init__(self, services: Services, laststate: LastStateStore | None, cert: Any = None) -> None:
-        self.services = services
-        self.laststate = laststate
+    def __init__(self, board: Homeboard, cert: Any = None, save_state: bool = True) -> None:
+        self.board = board
+        self.laststate = board.laststate if save_state else None
         self.cert = cert
         self._callbacks: list[PeriodicCallback] = []
         self._saving = False
@@ -120,7 +102,7 @@ class Upkeep:
         if self.laststate is not None:
             self._callbacks.append(PeriodicCallback(self.save_state, LAST_STATE_SAVE_S * 1000))
         if self.cert is not None:
-            interval_ms = self.services.config.server.tls.reload_check_s * 1000
+            interval_ms = self.board.config.server.tls.reload_check_s * 1000
             self._callbacks.append(PeriodicCallback(self.cert.reload_if_changed, interval_ms))
         for cb in self._callbacks:
             cb.start()
@@ -130,9 +112,9 @@ class Upkeep:
             cb.stop()
 
     def tick(self) -> None:
-        self.services.hub.check_stale()
+        self.board.hub.check_stale()
         now = time.monotonic()
-        for client in list(self.services.hub.clients.values()):
+        for client in list(self.board.hub.clients.values()):
             check = getattr(client, "check_drain", None)
             if check is not None:
                 check(now)
@@ -142,7 +124,50 @@ class Upkeep:
             return
         self._saving = True
         try:
-            blob = self.laststate.snapshot_blob(self.services.hub)
-            await asyncio.wrap_future(self.services.executor.submit(self.laststate.save_blob, blob))
+            blob = self.laststate.snapshot_blob(self.board.hub)
+            await asyncio.wrap_future(self.board.executor.submit(self.laststate.save_blob, blob))
         finally:
             self._saving = False
+
+
+class Serving:
+    """A Homeboard answering HTTP on a bound socket: `python -m server`, the tests and the bench all run this."""
+
+    def __init__(self, board: Homeboard, http: HTTPServer, upkeep: Upkeep, port: int) -> None:
+        self.board = board
+        self.http = http
+        self.upkeep = upkeep
+        self.port = port
+
+    @classmethod
+    async def start(
+        cls,
+        board: Homeboard,
+        *,
+        host: str,
+        port: int,
+        cert: Any = None,
+        restore: bool = True,
+        save_state: bool = True,
+    ) -> Serving:
+        """Bind (an OSError here means the address is taken: nothing has started yet), then start the board."""
+        cfg = board.config.server
+        http = HTTPServer(
+            make_app(board),
+            ssl_options=cert.context if cert is not None else None,
+            max_body_size=cfg.max_body_bytes,
+            max_header_size=cfg.max_header_bytes,
+            idle_connection_timeout=cfg.idle_connection_timeout_s,
+            body_timeout=10,
+        )
+        sockets = bind_sockets(port, host, backlog=2048)
+        http.add_sockets(sockets)
+        await board.start(restore=restore)
+        upkeep = Upkeep(board, cert, save_state=save_state)
+        upkeep.start()
+        return cls(board, http, upkeep, sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        self.http.stop()
+        self.upkeep.stop()
+        await self.board.stop()

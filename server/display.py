@@ -37,8 +37,6 @@ from server.display_backends import BACKEND_NAMES, Backend, DisplayError, make_b
 from server.handlers import BaseHandler
 from server.hub import WAITING, Hub, TopicState
 from server.jsonutil import dumpb
-from server.services import Services
-from server.timeutil import zone
 
 log = logging.getLogger(__name__)
 
@@ -152,12 +150,12 @@ class DisplayController:
         self._lock = asyncio.Lock()
         self._callbacks: list[PeriodicCallback] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        hub.declare(TOPIC, None)  # a state, not a measurement: never stale
 
     # ---------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
         self.mode = self._load_mode()
-        self.hub.declare(TOPIC, None)  # a state, not a measurement: never stale
         if self.backend is None:
             self.hub.publish(TOPIC, {"power": "on", "reason": "not switched (display.backend: none)", "mode": "auto"})
             return
@@ -187,7 +185,7 @@ class DisplayController:
         data = state.data or {}
         if state.status == "ok" and isinstance(data.get("motion"), bool):
             self.motion = Motion(active=data["motion"], last_at=self.clock(), failing=False)
-        elif state.error != WAITING:  # "no data yet" is not a failure: the start-up timer covers it
+        elif state.status != WAITING:  # nothing yet is not a failure: the start-up timer covers it
             self.motion.failing = True
         task = asyncio.ensure_future(self.evaluate())
         self._tasks.add(task)
@@ -349,30 +347,6 @@ class DisplayHandler(BaseHandler):
             self.write_json({"error": "display.backend is none: there is no screen switch to control"}, 409)
             return
         self.write_json(await self.controller.set_mode(power))
-
-
-# ------------------------------------------------------------------------------------------ feature
-
-
-def install(services: Services) -> list[Any]:
-    config = services.config.display
-    backend = None if config.backend == "none" else make_backend(config.backend, config)
-
-    def run_blocking(fn: Callable[..., Any], *args: Any) -> Any:
-        return asyncio.get_running_loop().run_in_executor(services.executor, fn, *args)
-
-    controller = DisplayController(
-        services.hub,
-        config,
-        backend,
-        tz=zone(services.config.timezone),
-        run_blocking=run_blocking,
-        state_path=Path(services.data_dir) / STATE_FILE,
-    )
-    services.on_start.append(controller.start)
-    services.on_stop.append(controller.stop)
-    services.extras["display"] = controller
-    return [(r"/api/display", DisplayHandler, {"controller": controller, "token": config.token})]
 
 
 # ------------------------------------------------------------------------------------------ probe

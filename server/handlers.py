@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tornado.web
 
 from server.jsonutil import dumpb
 from server.metrics import render_metrics
-from server.services import Services
+
+if TYPE_CHECKING:
+    from server.homeboard import Homeboard
 
 # Everything the page needs is served from here; nothing inline, nothing from elsewhere.
 CSP = (
@@ -41,24 +43,24 @@ class BaseHandler(tornado.web.RequestHandler):
 
 
 class StateHandler(BaseHandler):
-    def initialize(self, services: Services) -> None:
-        self.services = services
+    def initialize(self, board: Homeboard) -> None:
+        self.board = board
 
     def get(self) -> None:
-        self.write_json(self.services.hub.state_body())
+        self.write_json(self.board.hub.state_body())
 
 
 class ConfigHandler(BaseHandler):
     """What the page needs to know about itself; nothing secret lives in these sections."""
 
-    def initialize(self, services: Services) -> None:
-        self.services = services
+    def initialize(self, board: Homeboard) -> None:
+        self.board = board
 
     def get(self) -> None:
-        cfg = self.services.config
+        cfg = self.board.config
         self.write_json(
             {
-                "version": self.services.version,
+                "version": self.board.version,
                 "timezone": cfg.timezone,
                 "demo": cfg.demo,
                 "page": dataclasses.asdict(cfg.page),
@@ -67,21 +69,21 @@ class ConfigHandler(BaseHandler):
 
 
 class HealthHandler(BaseHandler):
-    def initialize(self, services: Services) -> None:
-        self.services = services
+    def initialize(self, board: Homeboard) -> None:
+        self.board = board
 
     def get(self) -> None:
-        s = self.services
-        sources = s.runner.health_report()
+        board = self.board
+        sources = board.runner.health_report()
         body: dict[str, Any] = {
             "status": "ok",
-            "version": s.version,
-            "uptime_s": round(time.monotonic() - s.extras.get("started_monotonic", time.monotonic()), 1),
-            "clients": len(s.hub.clients),
+            "version": board.version,
+            "uptime_s": round(time.monotonic() - board.started_monotonic, 1),
+            "clients": len(board.hub.clients),
             "sources": sources,
         }
         degraded = any(v["failing"] for v in sources.values())
-        for name, fn in s.health_extra.items():
+        for name, fn in board.health_sections().items():
             try:
                 extra = fn()
             except Exception as err:  # a broken health probe is itself a degraded state, not a 500
@@ -95,12 +97,12 @@ class HealthHandler(BaseHandler):
 
 
 class MetricsHandler(BaseHandler):
-    def initialize(self, services: Services) -> None:
-        self.services = services
+    def initialize(self, board: Homeboard) -> None:
+        self.board = board
 
     def get(self) -> None:
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-        self.finish(render_metrics(self.services))
+        self.finish(render_metrics(self.board))
 
 
 class PageStaticHandler(tornado.web.StaticFileHandler):

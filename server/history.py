@@ -1,6 +1,6 @@
 """Sensor history in SQLite: one writer thread with batched commits, retention, and downsampled queries.
 
-Durability (sqlite.org/pragma.html#pragma_synchronous): WAL with synchronous=FULL, so a committed batch survives a
+Durability: WAL with synchronous=FULL, so a committed batch survives a
 power cut, and commits are batched (at most every history.commit_interval_s) so the SD card sees few
 fsyncs. `store()` resolves only after the commit that contains its reading: a batch with a waiter is
 committed at once together with whatever else is queued (group commit). A corrupt database is moved aside
@@ -26,11 +26,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from server.config import HistoryConfig
+from server.readings.reading import Reading
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "history.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: temperature may be absent (a humidity-only device)
 MAX_PENDING = 50_000  # readings kept in memory while the disk refuses writes; the oldest go first
 PRUNE_EVERY_S = 3600.0
 CHECKPOINT_EVERY_S = 86400.0
@@ -41,7 +42,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
     sensor_id TEXT NOT NULL,
     measured_at_ms INTEGER NOT NULL,          -- epoch milliseconds, UTC
-    temperature_c REAL NOT NULL,
+    temperature_c REAL,
     humidity_pct REAL,
     pressure_hpa REAL,
     battery_pct REAL,
@@ -52,11 +53,26 @@ CREATE TABLE IF NOT EXISTS hourly (
     sensor_id TEXT NOT NULL,
     hour_ms INTEGER NOT NULL,                 -- start of the hour, epoch milliseconds
     n INTEGER NOT NULL,
-    t_min REAL NOT NULL, t_max REAL NOT NULL, t_sum REAL NOT NULL,
+    t_n INTEGER NOT NULL DEFAULT 0, t_min REAL, t_max REAL, t_sum REAL NOT NULL DEFAULT 0,
     h_n INTEGER NOT NULL DEFAULT 0, h_min REAL, h_max REAL, h_sum REAL NOT NULL DEFAULT 0,
     p_n INTEGER NOT NULL DEFAULT 0, p_min REAL, p_max REAL, p_sum REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (sensor_id, hour_ms)
 ) WITHOUT ROWID;
+"""
+
+# Version 1 → 2: temperature became optional. SQLite cannot drop a NOT NULL, so both tables are copied once:
+# renamed, created anew from SCHEMA, copied over, dropped (in one transaction).
+RENAME_V1 = """
+ALTER TABLE readings RENAME TO readings_v1;
+ALTER TABLE hourly RENAME TO hourly_v1;
+"""
+COPY_V1 = """
+INSERT INTO readings SELECT * FROM readings_v1;
+INSERT INTO hourly (sensor_id, hour_ms, n, t_n, t_min, t_max, t_sum, h_n, h_min, h_max, h_sum, p_n, p_min, p_max, p_sum)
+    SELECT sensor_id, hour_ms, n, n, t_min, t_max, t_sum, h_n, h_min, h_max, h_sum, p_n, p_min, p_max, p_sum
+    FROM hourly_v1;
+DROP TABLE readings_v1;
+DROP TABLE hourly_v1;
 """
 
 INSERT_READING = """
@@ -67,11 +83,14 @@ VALUES (?, ?, ?, ?, ?, ?, ?)
 
 # min(coalesce(a, b), coalesce(b, a)) is NULL only when both are: SQLite's min() is NULL if any argument is.
 UPSERT_HOURLY = """
-INSERT INTO hourly (sensor_id, hour_ms, n, t_min, t_max, t_sum, h_n, h_min, h_max, h_sum, p_n, p_min, p_max, p_sum)
-VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO hourly
+    (sensor_id, hour_ms, n, t_n, t_min, t_max, t_sum, h_n, h_min, h_max, h_sum, p_n, p_min, p_max, p_sum)
+VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (sensor_id, hour_ms) DO UPDATE SET
     n = n + 1,
-    t_min = min(t_min, excluded.t_min), t_max = max(t_max, excluded.t_max), t_sum = t_sum + excluded.t_sum,
+    t_n = t_n + excluded.t_n, t_sum = t_sum + excluded.t_sum,
+    t_min = min(coalesce(t_min, excluded.t_min), coalesce(excluded.t_min, t_min)),
+    t_max = max(coalesce(t_max, excluded.t_max), coalesce(excluded.t_max, t_max)),
     h_n = h_n + excluded.h_n, h_sum = h_sum + excluded.h_sum,
     h_min = min(coalesce(h_min, excluded.h_min), coalesce(excluded.h_min, h_min)),
     h_max = max(coalesce(h_max, excluded.h_max), coalesce(excluded.h_max, h_max)),
@@ -85,26 +104,16 @@ class HistoryError(Exception):
     """A reading could not be stored durably (the database is degraded); the message says why."""
 
 
-@dataclass(frozen=True)
-class HistoryReading:
-    sensor_id: str
-    measured_at_ms: int
-    temperature_c: float
-    humidity_pct: float | None = None
-    pressure_hpa: float | None = None
-    battery_pct: float | None = None
-    source: str | None = None
-
-    def row(self) -> tuple[Any, ...]:
-        return (
-            self.sensor_id,
-            self.measured_at_ms,
-            self.temperature_c,
-            self.humidity_pct,
-            self.pressure_hpa,
-            self.battery_pct,
-            self.source,
-        )
+def _row(r: Reading) -> tuple[Any, ...]:
+    return (
+        r.sensor_id,
+        round(r.measured_at_s * 1000),
+        r.temperature_c,
+        r.humidity_pct,
+        r.pressure_hpa,
+        r.battery_pct,
+        r.source or None,
+    )
 
 
 _STOP = object()
@@ -115,7 +124,7 @@ class _Prune:
     done: concurrent.futures.Future[None]
 
 
-_Item = tuple[HistoryReading, "concurrent.futures.Future[None] | None"]
+_Item = tuple[Reading, "concurrent.futures.Future[None] | None"]
 
 
 def _is_corruption(err: sqlite3.Error) -> bool:
@@ -154,11 +163,10 @@ class History:
         self._reader_generation = -1
         self._generation = 0  # bumped whenever the writer starts a fresh database file
         self._conn: sqlite3.Connection | None = None
-        self._pending: deque[HistoryReading] = deque()  # kept for a retry after a failed commit
+        self._pending: deque[Reading] = deque()  # kept for a retry after a failed commit
         self._last_prune = -math.inf  # retention runs with the first commit, then hourly
         self._last_checkpoint = time.monotonic()
         self._closed = False
-        self._last_seen: dict[str, int] = {}  # loop thread only: sensor id → measured_at_ms last queued
         # Health, written by the writer thread and read by /healthz (plain attribute reads are atomic).
         self.status = "starting"
         self.error: str | None = None
@@ -178,25 +186,15 @@ class History:
         self._thread.start()
         await asyncio.wrap_future(opened)
 
-    def record(self, reading: HistoryReading) -> None:
+    def record(self, reading: Reading) -> None:
         """Store eventually (with the next batch); never blocks, never raises."""
-        self._last_seen[reading.sensor_id] = reading.measured_at_ms
         self._queue.put((reading, None))
 
-    def record_if_new(self, reading: HistoryReading) -> bool:
-        """record() unless it is the reading last recorded or stored for that sensor (a hub echo of an
-        ingested reading, a status-only change). The database's primary key catches the rest."""
-        if self._last_seen.get(reading.sensor_id) == reading.measured_at_ms:
-            return False
-        self.record(reading)
-        return True
-
-    async def store(self, reading: HistoryReading) -> None:
+    async def store(self, reading: Reading) -> None:
         """Store durably: returns once the reading's batch is committed. Raises HistoryError."""
         if self._closed:
             raise HistoryError("history database unavailable: the server is stopping")
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._last_seen[reading.sensor_id] = reading.measured_at_ms
         self._queue.put((reading, done))
         await asyncio.wrap_future(done)
 
@@ -209,7 +207,7 @@ class History:
             self._reader, self._query, sensor_id, int(since_s * 1000), int(until_s * 1000), max_points
         )
 
-    async def latest(self, sensor_id: str) -> HistoryReading | None:
+    async def latest(self, sensor_id: str) -> Reading | None:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._reader, self._latest, sensor_id)
 
@@ -255,7 +253,7 @@ class History:
 
     def _write_loop(self) -> None:
         interval_s = self.config.commit_interval_s
-        batch: list[HistoryReading] = []
+        batch: list[Reading] = []
         waiters: list[concurrent.futures.Future[None]] = []
         first_at: float | None = None
         stopping = False
@@ -297,7 +295,7 @@ class History:
                     prune.done.set_result(None)
                 prunes = []
 
-    def _commit(self, batch: list[HistoryReading], waiters: list[concurrent.futures.Future[None]]) -> None:
+    def _commit(self, batch: list[Reading], waiters: list[concurrent.futures.Future[None]]) -> None:
         readings = [*self._pending, *batch]
         if not readings:
             return
@@ -326,21 +324,24 @@ class History:
             if not waiter.done():
                 waiter.set_result(None)
 
-    def _write(self, readings: list[HistoryReading]) -> int:
+    def _write(self, readings: list[Reading]) -> int:
         conn = self._conn if self._conn is not None else self._open_db()
         stored = 0
         try:
             conn.execute("BEGIN IMMEDIATE")
             for r in readings:
-                if conn.execute(INSERT_READING, r.row()).rowcount != 1:
+                row = _row(r)
+                if conn.execute(INSERT_READING, row).rowcount != 1:
                     continue  # already stored: the hourly aggregate has it too
                 stored += 1
-                hour_ms = r.measured_at_ms - r.measured_at_ms % HOUR_MS
-                h, p = r.humidity_pct, r.pressure_hpa
+                measured_at_ms = row[1]
+                hour_ms = measured_at_ms - measured_at_ms % HOUR_MS
+                t, h, p = r.temperature_c, r.humidity_pct, r.pressure_hpa
                 conn.execute(
                     UPSERT_HOURLY,
                     (
-                        *(r.sensor_id, hour_ms, r.temperature_c, r.temperature_c, r.temperature_c),
+                        *(r.sensor_id, hour_ms),
+                        *(0 if t is None else 1, t, t, t or 0.0),
                         *(0 if h is None else 1, h, h, h or 0.0),
                         *(0 if p is None else 1, p, p, p or 0.0),
                     ),
@@ -356,7 +357,7 @@ class History:
         return stored
 
     def _write_failed(
-        self, readings: list[HistoryReading], waiters: list[concurrent.futures.Future[None]], err: Exception
+        self, readings: list[Reading], waiters: list[concurrent.futures.Future[None]], err: Exception
     ) -> None:
         message = f"write failed: {err}"
         if message != self.error:
@@ -430,7 +431,15 @@ class History:
                 result = conn.execute("PRAGMA quick_check").fetchone()[0]
                 if result != "ok":
                     raise sqlite3.DatabaseError(f"quick_check after an unclean stop: {result} (corrupt)")
-            if version < SCHEMA_VERSION:
+            if version == 1:
+                log.info("history: updating the database to schema version %d", SCHEMA_VERSION)
+                conn.execute("BEGIN IMMEDIATE")
+                for script in (RENAME_V1, SCHEMA, COPY_V1):
+                    for statement in filter(str.strip, script.split(";")):
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            elif version < SCHEMA_VERSION:
                 conn.executescript(SCHEMA)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as err:
@@ -486,7 +495,7 @@ class History:
             self._reader_conn.close()
             self._reader_conn = None
 
-    def _latest(self, sensor_id: str) -> HistoryReading | None:
+    def _latest(self, sensor_id: str) -> Reading | None:
         row = (
             self._read_conn()
             .execute(
@@ -496,7 +505,10 @@ class History:
             )
             .fetchone()
         )
-        return None if row is None else HistoryReading(*row)
+        if row is None:
+            return None
+        sensor_id, measured_at_ms, t, h, p, b, source = row
+        return Reading(sensor_id, measured_at_ms / 1000, t, h, p, b, source or "")
 
     def _query(self, sensor_id: str, since_ms: int, until_ms: int, max_points: int) -> list[dict[str, Any]]:
         if until_ms < since_ms or max_points < 1:
@@ -519,12 +531,12 @@ class History:
             ).fetchone()[0]
         # One bucket width for both tables: index = (t - since) // width < max_points for every t <= until.
         width = 1 if n_raw + n_hourly <= max_points else (until_ms - since_ms) // max_points + 1
-        buckets: dict[int, list[float]] = {}  # index → [count, t_sum, temp_sum, h_n, h_sum, p_n, p_sum]
+        buckets: dict[int, list[float]] = {}  # index → [count, time_sum, t_n, t_sum, h_n, h_sum, p_n, p_sum]
         if n_hourly:
             rows = conn.execute(
                 # An hour stands at its midpoint (clamped into the window) with the weight of its count.
                 "SELECT (min(max(hour_ms + 1800000, ?), ?) - ?) / ? AS b, sum(n), sum((hour_ms + 1800000) * n), "
-                "sum(t_sum), sum(h_n), sum(h_sum), sum(p_n), sum(p_sum) FROM hourly "
+                "sum(t_n), sum(t_sum), sum(h_n), sum(h_sum), sum(p_n), sum(p_sum) FROM hourly "
                 "WHERE sensor_id = ? AND hour_ms >= ? AND hour_ms < ? GROUP BY b",
                 (since_ms, until_ms, since_ms, width, sensor_id, since_ms - since_ms % HOUR_MS, hourly_until),
             )
@@ -532,7 +544,8 @@ class History:
                 buckets[b] = [float(x) for x in sums]
         if n_raw:
             rows = conn.execute(
-                "SELECT (measured_at_ms - ?) / ? AS b, count(*), sum(measured_at_ms), sum(temperature_c), "
+                "SELECT (measured_at_ms - ?) / ? AS b, count(*), sum(measured_at_ms), "
+                "count(temperature_c), total(temperature_c), "
                 "count(humidity_pct), total(humidity_pct), count(pressure_hpa), total(pressure_hpa) FROM readings "
                 "WHERE sensor_id = ? AND measured_at_ms BETWEEN ? AND ? GROUP BY b",
                 (since_ms, width, sensor_id, raw_from, until_ms),
@@ -544,73 +557,16 @@ class History:
                     buckets[b] = [float(x) for x in sums]
         points = []
         for b in sorted(buckets):
-            n, t_sum, temp_sum, h_n, h_sum, p_n, p_sum = buckets[b]
+            n, time_sum, t_n, t_sum, h_n, h_sum, p_n, p_sum = buckets[b]
             points.append(
                 {
-                    "t": _as_iso(t_sum / n, self.tz),
-                    "temperature_c": _round(temp_sum / n),
+                    "t": _as_iso(time_sum / n, self.tz),
+                    "temperature_c": _round(t_sum / t_n) if t_n else None,
                     "humidity_pct": _round(h_sum / h_n) if h_n else None,
                     "pressure_hpa": _round(p_sum / p_n) if p_n else None,
                 }
             )
         return points
-
-
-def finite_or_none(value: Any) -> float | None:
-    """A finite float, or None (history never stores NaN/inf: they would poison every later query)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-# ---------------------------------------------------------------------- wiring into the server
-
-
-def reading_from_topic(sensor_id: str, data: dict[str, Any]) -> HistoryReading | None:
-    """A `sensor/{id}` topic value → a HistoryReading, or None when it lacks a usable time or temperature."""
-    from server.timeutil import parse_iso
-
-    temperature_c = finite_or_none(data.get("temperature_c"))
-    measured_at = data.get("measured_at")
-    if temperature_c is None or not isinstance(measured_at, str):
-        return None
-    try:
-        measured_at_ms = round(parse_iso(measured_at) * 1000)
-    except ValueError:
-        return None
-    source = data.get("source")
-    return HistoryReading(
-        sensor_id,
-        measured_at_ms,
-        temperature_c,
-        finite_or_none(data.get("humidity_pct")),
-        finite_or_none(data.get("pressure_hpa")),
-        finite_or_none(data.get("battery_pct")),
-        source if isinstance(source, str) else None,
-    )
-
-
-def setup(services: Any) -> History:
-    """Create the history, open it before READY, close it on stop, feed it every sensor/* update."""
-    existing = services.extras.get("history")
-    if existing is not None:
-        return existing
-    history = History(os.path.join(services.data_dir, DB_NAME), services.config.history, services.hub.tz)
-    services.extras["history"] = history
-    services.on_start.append(history.open)
-    services.on_stop.append(history.close)
-    services.health_extra["history"] = history.health
-
-    def on_topic(topic: str, state: Any) -> None:
-        if not topic.startswith("sensor/") or state.status != "ok" or state.restored or not state.data:
-            return
-        reading = reading_from_topic(topic[len("sensor/") :], state.data)
-        if reading is not None:
-            history.record_if_new(reading)
-
-    services.hub.add_listener(on_topic)
-    return history
 
 
 def _parse_time_arg(name: str, text: str | None, default: float) -> float:
@@ -632,13 +588,13 @@ def history_handler() -> type:
     from server.handlers import BaseHandler
 
     class HistoryHandler(BaseHandler):
-        def initialize(self, history: History, known: Callable[[], set[str]], clock: Callable[[], float]) -> None:
+        def initialize(self, history: History, knows: Callable[[str], bool], clock: Callable[[], float]) -> None:
             self.history = history
-            self.known = known
+            self.knows = knows  # the reading path's sensors: wired, LAN, MQTT and a leader's
             self.clock = clock
 
         async def get(self, sensor_id: str) -> None:
-            if sensor_id not in self.known():
+            if not self.knows(sensor_id):
                 self.write_json({"error": f"unknown sensor {sensor_id[:64]!r}"}, 404)
                 return
             now = self.clock()

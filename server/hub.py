@@ -18,8 +18,8 @@ from server.timeutil import iso
 
 log = logging.getLogger(__name__)
 
-Status = str  # "ok" | "error" | "unavailable"
-WAITING = "no data yet"
+Status = str  # "ok" | "waiting" | "error" | "unavailable"
+WAITING: Status = "waiting"  # configured, nothing received yet: not a fault (data, updated_at, error all null)
 
 
 def ws_text_frame(payload: bytes) -> bytes:
@@ -62,8 +62,8 @@ class Client(Protocol):
 class TopicState:
     data: dict[str, Any] | None = None
     updated_at: float | None = None  # epoch s of the last good value
-    status: Status = "unavailable"
-    error: str | None = WAITING
+    status: Status = WAITING
+    error: str | None = None
     stale: bool = False
     max_age_s: float | None = None
     restored: bool = False  # loaded from last-known state: stale until a fresh value arrives
@@ -100,7 +100,10 @@ class Hub:
     # ------------------------------------------------------------ topics
 
     def declare(self, topic: str, max_age_s: float | None) -> TopicState:
-        """Make a topic known (shown as waiting) and set the age after which it is stale."""
+        """Make a topic known (waiting until its first value) and set the age after which it is stale.
+
+        The topics are exactly those the config declares: only a declared topic takes a restored value.
+        """
         state = self.topics.get(topic)
         if state is None:
             state = self.topics[topic] = TopicState(max_age_s=max_age_s)
@@ -148,12 +151,26 @@ class Hub:
         state.stale = self._is_stale(state, self.clock())
         self._changed(topic, state)
 
-    def restore(self, topic: str, data: dict[str, Any] | None, updated_at: float | None) -> None:
-        """Last-known state from disk: shown at once, stale until a fresh value replaces it."""
-        state = self.topics.get(topic) or TopicState()
-        self.topics[topic] = state
+    def restore(self, topic: str, data: dict[str, Any] | None, updated_at: float | None) -> bool:
+        """A last-known value (from disk, or stale at a leader): shown at once, stale until a fresh value replaces
+        it. A topic the config does not declare (a removed sensor or source) takes none: False."""
+        state = self.topics.get(topic)
+        if state is None:
+            return False
         state.data, state.updated_at, state.restored = data, updated_at, True
         state.status, state.error, state.stale = "ok", None, True
+        self._changed(topic, state)
+        return True
+
+    def recover(self, topic: str) -> None:
+        """The thing behind a failed topic is back (a device says "online"): clear the error now. Its last value
+        shows as ok, stale if it is old; without one, the topic is waiting again."""
+        state = self.topics.get(topic)
+        if state is None or state.status in ("ok", WAITING):
+            return
+        state.status = "ok" if state.data is not None else WAITING
+        state.error = None
+        state.stale = self._is_stale(state, self.clock())
         self._changed(topic, state)
 
     def check_stale(self) -> None:
@@ -168,7 +185,7 @@ class Hub:
     @staticmethod
     def _is_stale(state: TopicState, now: float) -> bool:
         if state.updated_at is None:
-            return False  # nothing shown, nothing stale: status says "no data yet"
+            return False  # nothing shown, nothing stale
         if state.restored:
             return True
         return state.max_age_s is not None and now - state.updated_at > state.max_age_s

@@ -1,14 +1,13 @@
-"""POST /api/sensors/{id}/readings: strict parsing of a LAN sensor's reading, and the handler that stores it
-durably before answering 201 and then publishes it.
+"""POST /api/sensors/{id}/readings: strict parsing of a LAN sensor's body, and the handler that hands the reading
+to the reading path (shown at once, stored durably) and answers 201 after the commit.
 
-Bad input never gets further than here (docs/hardening.md): NaN/Infinity, 1e999, huge integers,
+Bad input never gets further than here: NaN/Infinity, 1e999, huge integers,
 deep nesting, duplicate keys, lone surrogates, invalid UTF-8 and unknown fields are refused with a 400 that
 names the problem, because a poison value would otherwise crash the SQLite writer or the WebSocket encoder.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hmac
 import json
 import math
@@ -21,29 +20,27 @@ import tornado.web
 
 from server.config import RemoteSensorConfig
 from server.handlers import BaseHandler
-from server.history import History, HistoryError, HistoryReading
-from server.hub import Hub
+from server.history import HistoryError
+from server.readings.path import ReadingPath
+from server.readings.reading import QUANTITIES, Reading, ReadingError, iso_time, make_reading
 from server.timeutil import parse_iso
 
 MAX_BODY_BYTES = 4096
 # An authorized but too large body is drained up to this size before the 413, so the client reads the answer
 # instead of a connection reset; anything larger is cut off by closing the connection.
 DRAIN_LIMIT_BYTES = 1 << 20
-MAX_FUTURE_S = 300.0  # a device clock a little ahead is fine; more is a wrong clock
 MAX_INT_DIGITS = 20
-RANGES: dict[str, tuple[float, float, str]] = {
-    "temperature_c": (-60.0, 85.0, "°C"),
-    "humidity_pct": (0.0, 100.0, "%"),
-    "pressure_hpa": (300.0, 1100.0, "hPa"),
-    "battery_pct": (0.0, 100.0, "%"),
-}
-FIELDS = (*RANGES, "measured_at")
+FIELDS = (*QUANTITIES, "measured_at")
 TOO_LARGE = {"error": f"body: larger than {MAX_BODY_BYTES} bytes"}
 EXAMPLE = '{"temperature_c": 21.5, "humidity_pct": 40.2, "measured_at": "2026-11-25T14:05:00+01:00"}'
 
 
-class IngestError(ValueError):
-    """The body is not acceptable; str() names the field (or "body") and the problem."""
+class IngestError(ReadingError):
+    """The body is not JSON we accept; str() names the field (or "body") and the problem."""
+
+    def __init__(self, message: str) -> None:
+        field, _, problem = message.partition(": ")
+        super().__init__(field, problem)
 
 
 @dataclass(frozen=True)
@@ -120,121 +117,48 @@ def decode_json(body: bytes) -> dict[str, Any]:
     return doc
 
 
-@dataclass(frozen=True)
-class Reading:
-    temperature_c: float
-    humidity_pct: float | None
-    pressure_hpa: float | None
-    battery_pct: float | None
-    measured_at_s: float
+def reading_from_body(sensor_id: str, doc: dict[str, Any], *, now_s: float, max_age_s: float, source: str) -> Reading:
+    """A decoded body (a LAN POST, or an MQTT payload mapped to the same fields) → a validated Reading.
 
-
-def _number(field: str, value: Any) -> float:
-    low, high, unit = RANGES[field]
-    if isinstance(value, _Bad):
-        raise IngestError(f"{field}: {value.problem}")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        kind = {str: "a string", list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
-        raise IngestError(f"{field}: expected a number, got {kind}")
-    number = float(value)
-    if not low <= number <= high:
-        raise IngestError(f"{field}: {number:g} {unit} is outside the plausible range {low:g}..{high:g} {unit}")
-    return number
-
-
-def validate(doc: dict[str, Any], now_s: float, max_age_s: float) -> Reading:
-    """A decoded body → a Reading. Raises IngestError naming the first bad field."""
+    Raises ReadingError naming the first bad field; the rules themselves are server.readings.reading's.
+    """
     for key in doc:
         if key not in FIELDS:
-            raise IngestError(f"{_quote(key)[1:-1]}: unknown field (known: {', '.join(FIELDS)})")
-    if doc.get("temperature_c") is None:
-        raise IngestError("temperature_c: required")
-    temperature_c = _number("temperature_c", doc["temperature_c"])
-    values: dict[str, float | None] = {}
-    for field in ("humidity_pct", "pressure_hpa", "battery_pct"):
+            raise ReadingError(_quote(key)[1:-1], f"unknown field (known: {', '.join(FIELDS)})")
+    values: dict[str, Any] = {}
+    for field in QUANTITIES:
         value = doc.get(field)
-        values[field] = None if value is None else _number(field, value)
-    measured_at_s = now_s
+        if isinstance(value, _Bad):
+            raise ReadingError(field, value.problem)
+        values[field] = value
+    measured_at_s: float | None = None
     raw_time = doc.get("measured_at")
     if raw_time is not None:
         if isinstance(raw_time, _Bad) or not isinstance(raw_time, str):
-            raise IngestError("measured_at: expected an ISO 8601 time string like 2026-11-25T14:05:00+01:00")
+            raise ReadingError("measured_at", "expected an ISO 8601 time string like 2026-11-25T14:05:00+01:00")
         if _has_surrogate(raw_time):
-            raise IngestError("measured_at: contains a lone surrogate (not valid Unicode)")
+            raise ReadingError("measured_at", "contains a lone surrogate (not valid Unicode)")
         try:
             measured_at_s = parse_iso(raw_time)
         except ValueError:
-            raise IngestError(
-                f"measured_at: {_quote(raw_time)} is not an ISO 8601 time with offset, like 2026-11-25T14:05:00+01:00"
+            raise ReadingError(
+                "measured_at", f"{_quote(raw_time)} is not an ISO 8601 time with offset, like 2026-11-25T14:05:00+01:00"
             ) from None
-        if measured_at_s > now_s + MAX_FUTURE_S:
-            raise IngestError("measured_at: more than 5 minutes in the future: check the device's clock")
-        if measured_at_s < now_s - max_age_s:
-            raise IngestError(
-                f"measured_at: older than the history keeps ({max_age_s / 86400:g} days): check the device's clock"
-            )
-    return Reading(
-        temperature_c,
-        values["humidity_pct"],
-        values["pressure_hpa"],
-        values["battery_pct"],
-        measured_at_s,
-    )
-
-
-async def store_reading(sensor: RemoteSensorConfig, reading: Reading, history: History, source: str = "lan") -> None:
-    """Store durably (returns after the commit). Raises HistoryError."""
-    await history.store(
-        HistoryReading(
-            sensor.id,
-            round(reading.measured_at_s * 1000),
-            reading.temperature_c,
-            reading.humidity_pct,
-            reading.pressure_hpa,
-            reading.battery_pct,
-            source,
-        )
-    )
-
-
-def publish_reading(sensor: RemoteSensorConfig, reading: Reading, hub: Hub, source: str = "lan") -> str:
-    """Publish a stored reading to sensor/{id}; returns its measured_at as sent."""
-    measured_at = iso_ms(reading.measured_at_s, hub.tz)
-    data: dict[str, Any] = {
-        "name": sensor.name or sensor.id,
-        "temperature_c": reading.temperature_c,
-        "humidity_pct": reading.humidity_pct,
-        "pressure_hpa": reading.pressure_hpa,
-        "measured_at": measured_at,
-        "source": source,
-    }
-    if reading.battery_pct is not None:
-        data["battery_pct"] = reading.battery_pct
-    hub.publish(f"sensor/{sensor.id}", data)
-    return measured_at
-
-
-def iso_ms(epoch_s: float, tz: dt.tzinfo) -> str:
-    """ISO 8601 with offset; milliseconds only when the device sent them."""
-    ms = round(epoch_s * 1000)
-    spec = "milliseconds" if ms % 1000 else "seconds"
-    return dt.datetime.fromtimestamp(ms / 1000, tz).isoformat(timespec=spec)
+    return make_reading(sensor_id, values, measured_at_s=measured_at_s, now_s=now_s, max_age_s=max_age_s, source=source)
 
 
 @tornado.web.stream_request_body
 class IngestHandler(BaseHandler):
-    """Order of checks: unknown sensor 404 → token 401 → size 413 → body 400 → durable store → 201 → publish."""
+    """Order of checks: unknown sensor 404 → token 401 → size 413 → body 400 → shown → durable store → 201."""
 
     def initialize(
         self,
         sensors: dict[str, RemoteSensorConfig],
-        history: History,
-        hub: Hub,
+        readings: ReadingPath,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.sensors = sensors
-        self.history = history
-        self.hub = hub
+        self.readings = readings
         self.clock = clock
         self._chunks: list[bytes] = []
         self._size = 0
@@ -294,18 +218,22 @@ class IngestHandler(BaseHandler):
         sensor = self._sensor
         if sensor is None:  # pragma: no cover - prepare() sets either _sensor or _early
             raise tornado.web.HTTPError(500)
-        now = self.clock()
         try:
-            reading = validate(decode_json(b"".join(self._chunks)), now, self.history.config.raw_days * 86400)
-        except IngestError as err:
+            reading = reading_from_body(
+                sensor.id,
+                decode_json(b"".join(self._chunks)),
+                now_s=self.clock(),
+                max_age_s=self.readings.retention_s,
+                source="lan",
+            )
+        except ReadingError as err:
             self.write_json({"error": str(err)}, 400)
             return
         try:
-            await store_reading(sensor, reading, self.history)
+            await self.readings.submit(reading)  # shown at once; returns after the durable commit
         except HistoryError as err:
             # The device keeps the reading and retries on any non-2xx: nothing is lost by saying no.
             self.write_json({"error": str(err)}, 503)
             return
-        measured_at = iso_ms(reading.measured_at_s, self.hub.tz)
+        measured_at = iso_time(reading.measured_at_s, self.readings.hub.tz)
         self.write_json({"sensor_id": sensor.id, "stored": True, "measured_at": measured_at}, 201)
-        publish_reading(sensor, reading, self.hub)

@@ -36,7 +36,9 @@ class LastStateStore:
         self.last_saved_blob: bytes | None = None
 
     def load_into(self, hub: Hub) -> int:
-        """Restore what was saved; a missing or damaged file is logged, never fatal. Returns topics restored."""
+        """Restore what was saved into the topics the config declares (call after everything is built); a value
+        of a sensor or source the config no longer has is dropped (its history stays). A missing or damaged
+        file is logged, never fatal. Returns topics restored."""
         sweep_temp_files(self.data_dir)
         try:
             with open(self.path, "rb") as f:
@@ -56,8 +58,10 @@ class LastStateStore:
             data, updated_at = entry.get("data"), entry.get("updated_at")
             if not isinstance(data, dict) or not isinstance(updated_at, int | float) or not _finite(data):
                 continue
-            hub.restore(topic, data, float(updated_at))
-            n += 1
+            if hub.restore(topic, data, float(updated_at)):
+                n += 1
+            else:
+                log.info("dropped the last-known value of %s: the config no longer has it", topic)
         return n
 
     def snapshot_blob(self, hub: Hub) -> bytes:

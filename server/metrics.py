@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from server.services import Services
+    from server.homeboard import Homeboard
 
 
 def _escape(value: str) -> str:
@@ -23,8 +23,8 @@ def _rss_bytes() -> int:
         return 0
 
 
-def render_metrics(services: Services) -> str:
-    hub = services.hub
+def render_metrics(board: Homeboard) -> str:
+    hub = board.hub
     now = time.time()
     lines = [
         "# HELP homeboard_ws_clients Connected WebSocket clients.",
@@ -58,9 +58,9 @@ def render_metrics(services: Services) -> str:
         "# HELP homeboard_source_failures_total Failed fetches per source.",
         "# TYPE homeboard_source_failures_total counter",
     ]
-    for name, h in sorted(services.runner.health.items()):
+    for name, h in sorted(board.runner.health.items()):
         lines.append(f'homeboard_source_failures_total{{source="{_escape(name)}"}} {h.failures}')
     lines += ["# HELP homeboard_source_runs_total Fetches per source.", "# TYPE homeboard_source_runs_total counter"]
-    for name, h in sorted(services.runner.health.items()):
+    for name, h in sorted(board.runner.health.items()):
         lines.append(f'homeboard_source_runs_total{{source="{_escape(name)}"}} {h.runs}')
     return "\n".join(lines) + "\n"

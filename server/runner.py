@@ -61,16 +61,21 @@ class SourceRunner:
         self.clock = clock
         self.rng = rng or random.Random()
         self.sources: dict[str, Source] = {}
+        self._deliver: dict[str, Callable[[Any], None]] = {}
         self.health: dict[str, SourceHealth] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._inflight: dict[str, tuple[float, concurrent.futures.Future[Any]]] = {}  # (started, future)
         self._wakeups: dict[str, asyncio.Event] = {}
         self._started = False
 
-    def add(self, source: Source) -> None:
+    def add(self, source: Source, deliver: Callable[[Any], None] | None = None) -> None:
+        """Run `source` on its interval. Its result goes to `deliver` (e.g. the reading path, for a sensor's
+        Reading) or, by default, is a {topic: data} dict published to the hub as is."""
         if source.name in self.sources:
             raise ValueError(f"duplicate source name {source.name!r}")
         self.sources[source.name] = source
+        if deliver is not None:
+            self._deliver[source.name] = deliver
         self.health[source.name] = SourceHealth()
         for topic in source.topics:
             self.hub.declare(topic, source.max_age_s)
@@ -154,11 +159,15 @@ class SourceRunner:
             return self._jitter(backoff_delay_s(source.interval_s, health.consecutive_failures, retry_after))
         return self._jitter(source.interval_s)
 
-    def _succeeded(self, source: Source, health: SourceHealth, result: dict[str, dict]) -> None:
+    def _succeeded(self, source: Source, health: SourceHealth, result: Any) -> None:
         if health.consecutive_failures:
             log.info("source %s recovered after %d failures", source.name, health.consecutive_failures)
         health.consecutive_failures = 0
         health.last_success = self.clock()
+        deliver = self._deliver.get(source.name)
+        if deliver is not None:
+            deliver(result)
+            return
         if not isinstance(result, dict):
             self._failed(source, health, "internal error: fetch returned no topics", "error")
             return

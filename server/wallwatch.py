@@ -13,7 +13,6 @@ reboot) and shown in /healthz under "wall". With wall.enabled false the watchdog
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import logging
@@ -30,8 +29,7 @@ from server.commands import command_env, run_command
 from server.config import WallConfig
 from server.hub import Hub, TopicState
 from server.jsonutil import dumpb
-from server.services import Services
-from server.timeutil import iso, zone
+from server.timeutil import iso
 
 log = logging.getLogger(__name__)
 
@@ -282,21 +280,3 @@ class WallWatch:
             "reboots_24h": sum(1 for t in self.reboots if t >= day_ago),
             "history": list(self.history)[-HEALTH_HISTORY:],
         }
-
-
-def install(services: Services) -> list[Any]:
-    def run_blocking(fn: Callable[..., Any], *args: Any) -> Any:
-        return asyncio.get_running_loop().run_in_executor(services.executor, fn, *args)
-
-    watch = WallWatch(
-        services.hub,
-        services.config.wall,
-        tz=zone(services.config.timezone),
-        run_blocking=run_blocking,
-        state_path=Path(services.data_dir) / STATE_FILE,
-    )
-    services.on_start.append(watch.start)
-    services.on_stop.append(watch.stop)
-    services.health_extra["wall"] = watch.health
-    services.extras["wallwatch"] = watch
-    return []

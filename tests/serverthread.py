@@ -1,7 +1,8 @@
 """A real Homeboard server on a loopback port, running its own event loop in a thread, for tests.
 
-Tests talk to it over real HTTP and WebSocket from their own loop; `call()` runs a function on the
-server's loop thread (the hub is not thread-safe, by design).
+It runs the product's own assembly (server.homeboard.Homeboard) and start/stop (server.app.Serving), exactly as
+`python -m server` does. Tests talk to it over real HTTP and WebSocket from their own loop; `call()` runs a
+function on the server's loop thread (the hub is not thread-safe, by design).
 """
 
 from __future__ import annotations
@@ -12,21 +13,16 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_sockets
-
-from server.app import Upkeep, build_services, install_features, make_app
+from server.app import Serving
 from server.config import Config
-from server.laststate import LastStateStore
-from server.services import Services
+from server.homeboard import Homeboard
 
 
 class ServerThread:
-    def __init__(self, config: Config, features: tuple[str, ...] = (), restore: bool = True) -> None:
+    def __init__(self, config: Config, restore: bool = True) -> None:
         self.config = config
-        self.features = features
         self.restore = restore
-        self.services: Services | None = None
+        self.board: Homeboard | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.port = 0
         self._ready = threading.Event()
@@ -53,30 +49,13 @@ class ServerThread:
     async def _main(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        services = self.services = build_services(self.config)
-        routes = install_features(services, self.features)
-        app = make_app(services, routes)
-        self.laststate = LastStateStore(services.data_dir)
-        if self.restore:
-            self.laststate.load_into(services.hub)
-        http = HTTPServer(app, max_body_size=self.config.server.max_body_bytes)
-        sockets = bind_sockets(0, "127.0.0.1")
-        http.add_sockets(sockets)
-        self.port = sockets[0].getsockname()[1]
-        for hook in services.on_start:
-            await hook()
-        services.runner.start()
-        self.upkeep = Upkeep(services, self.laststate)
-        self.upkeep.start()
+        board = self.board = Homeboard.build(self.config)
+        serving = await Serving.start(board, host="127.0.0.1", port=0, restore=self.restore)
+        self.port = serving.port
         self._ready.set()
         await self._stop.wait()
-        http.stop()
-        self.upkeep.stop()
-        await services.runner.stop()
-        for hook in services.on_stop:
-            await hook()
-        self.laststate.save_blob(self.laststate.snapshot_blob(services.hub))
-        services.executor.shutdown(wait=False, cancel_futures=True)
+        await serving.stop()
+        board.executor.shutdown(wait=False, cancel_futures=True)
 
     def stop(self) -> None:
         if self.loop is not None and self._stop is not None and self._thread.is_alive():
@@ -110,4 +89,4 @@ class ServerThread:
         return result.result(timeout_s)
 
     def publish(self, topic: str, data: dict[str, Any]) -> None:
-        self.call(lambda: self.services.hub.publish(topic, data))  # type: ignore[union-attr]
+        self.call(lambda: self.board.hub.publish(topic, data))  # type: ignore[union-attr]

@@ -63,7 +63,7 @@ def test_one_update_fans_out_to_200_clients_as_identical_bytes(server: ServerThr
     async def scenario() -> None:
         conns = await asyncio.gather(*(connect(server) for _ in range(200)))
         await asyncio.gather(*(read_json(c) for c in conns))  # snapshots
-        assert server.call(lambda: len(server.services.hub.clients)) == 200
+        assert server.call(lambda: len(server.board.hub.clients)) == 200
         sent = time.perf_counter()
         server.publish("departures", {"n": 1, "text": "Hässelby strand"})
         raw = await asyncio.gather(*(asyncio.wait_for(c.read_message(), 5) for c in conns))
@@ -118,8 +118,8 @@ def test_slow_client_is_evicted_and_the_others_keep_their_latency(tmp_path: Path
             return latencies
 
         latencies = asyncio.run(scenario())
-        assert srv.call(lambda: srv.services.hub.clients_evicted) == 1
-        assert srv.call(lambda: len(srv.services.hub.clients)) == 0
+        assert srv.call(lambda: srv.board.hub.clients_evicted) == 1
+        assert srv.call(lambda: len(srv.board.hub.clients)) == 0
         latencies.sort()
         assert latencies[int(len(latencies) * 0.99)] < 0.25, latencies[-5:]
         slow.close()
@@ -135,16 +135,16 @@ def test_stuck_write_is_evicted_after_the_drain_limit(tmp_path: Path) -> None:
         for i in range(400):  # 8 MB: more than the kernel buffers hold, well under the byte limit
             srv.publish("bulk", {"i": i, "blob": "y" * 20_000})
         deadline = time.monotonic() + 6
-        while time.monotonic() < deadline and srv.call(lambda: srv.services.hub.clients_evicted) == 0:
+        while time.monotonic() < deadline and srv.call(lambda: srv.board.hub.clients_evicted) == 0:
             time.sleep(0.2)
-        assert srv.call(lambda: srv.services.hub.clients_evicted) == 1
+        assert srv.call(lambda: srv.board.hub.clients_evicted) == 1
         slow.close()
     finally:
         srv.stop()
 
 
 def test_topic_goes_stale_after_its_max_age_and_the_change_is_pushed(server: ServerThread) -> None:
-    server.call(lambda: server.services.hub.declare("weather", 1.0))
+    server.call(lambda: server.board.hub.declare("weather", 1.0))
     server.publish("weather", {"temperature_c": 1.0})
 
     async def scenario() -> None:
@@ -162,7 +162,7 @@ def test_topic_goes_stale_after_its_max_age_and_the_change_is_pushed(server: Ser
 
 def test_error_keeps_last_value_and_time(server: ServerThread) -> None:
     server.publish("strava", {"activities": []})
-    server.call(lambda: server.services.hub.publish_error("strava", "Strava needs re-authorizing"))
+    server.call(lambda: server.board.hub.publish_error("strava", "Strava needs re-authorizing"))
     state = json.loads(tornado.httpclient.HTTPClient().fetch(server.url + "/api/state").body)["topics"]["strava"]
     assert state["status"] == "error"
     assert state["error"] == "Strava needs re-authorizing"
@@ -215,7 +215,7 @@ def test_own_origin_and_configured_origins_are_accepted(tmp_path: Path) -> None:
 
 def test_heartbeat_is_accepted_and_anything_else_closes_the_socket(server: ServerThread) -> None:
     seen: list[dict] = []
-    server.call(lambda: server.services.hub.add_heartbeat_listener(lambda cid, msg: seen.append(msg)))
+    server.call(lambda: server.board.hub.add_heartbeat_listener(lambda cid, msg: seen.append(msg)))
 
     async def scenario() -> None:
         conn = await connect(server)
@@ -246,7 +246,7 @@ def test_reload_command_reaches_wall_clients_only(server: ServerThread) -> None:
         await read_json(wall), await read_json(viewer)
         await wall.write_message(json.dumps({"type": "heartbeat", "role": "wall"}))
         await asyncio.sleep(0.3)
-        n = server.call(lambda: server.services.hub.send_command({"type": "reload"}, role="wall"))
+        n = server.call(lambda: server.board.hub.send_command({"type": "reload"}, role="wall"))
         assert n == 1
         assert (await read_json(wall))["type"] == "reload"
         with pytest.raises(asyncio.TimeoutError):
@@ -259,12 +259,12 @@ def test_half_open_client_is_dropped_by_ping_timeout(tmp_path: Path) -> None:
     srv = ServerThread(make_config(tmp_path, server={"ws_ping_interval_s": 0.3})).start()
     try:
         silent = _raw_ws_handshake(srv.port)  # completes the handshake, then never answers a ping
-        assert srv.call(lambda: len(srv.services.hub.clients)) == 1
+        assert srv.call(lambda: len(srv.board.hub.clients)) == 1
         # Tornado sends a close frame on ping timeout and aborts 5 s later if the peer does not answer it.
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and srv.call(lambda: len(srv.services.hub.clients)):
+        while time.monotonic() < deadline and srv.call(lambda: len(srv.board.hub.clients)):
             time.sleep(0.1)
-        assert srv.call(lambda: len(srv.services.hub.clients)) == 0
+        assert srv.call(lambda: len(srv.board.hub.clients)) == 0
         silent.close()
     finally:
         srv.stop()

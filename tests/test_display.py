@@ -462,7 +462,7 @@ def wall_server(standins: Path, compositor: str, tmp_path: Path) -> Iterator[Ser
         tmp_path,
         display={"backend": "wlopm", "output": "HDMI-A-1", "token": "wall-token-1234"},
     )
-    srv = ServerThread(cfg, features=("server.display",)).start()
+    srv = ServerThread(cfg).start()
     yield srv
     srv.stop()
 
@@ -487,7 +487,7 @@ def test_manual_override_over_http_with_a_token(wall_server: ServerThread, stand
 
     # A restart keeps the manual mode (a watchdog restart must not light up a screen someone switched off).
     wall_server.stop()
-    again = ServerThread(wall_server.config, features=("server.display",)).start()
+    again = ServerThread(wall_server.config).start()
     try:
         assert _topic(again.url)["data"]["reason"] == "manual: off"
         assert _post(again.url, {"power": "auto"})[1]["power"] == "on"
@@ -503,7 +503,7 @@ def test_motion_over_the_hub_switches_the_screen_through_the_server(
         display={"backend": "wlopm", "motion_timeout_min": 0.01},
         gpio={"backend": "emulated", "pir": {"pin": 17}},
     )
-    srv = ServerThread(cfg, features=("server.display",)).start()
+    srv = ServerThread(cfg).start()
     try:
         srv.publish("gpio/motion", {"motion": False, "changed_at": "2026-11-25T21:00:00+01:00"})
         # motion_timeout_min 0.01 = 0.6 s; the next 5-s tick switches off.
@@ -528,7 +528,7 @@ async def _wait_for(check: Any, timeout_s: float) -> bool:
 
 
 def test_no_token_configured_means_no_remote_control(tmp_path: Path) -> None:
-    srv = ServerThread(make_config(tmp_path, display={"backend": "none"}), features=("server.display",)).start()
+    srv = ServerThread(make_config(tmp_path, display={"backend": "none"})).start()
     try:
         status, body = _post(srv.url, {"power": "off"})
         assert status == 403

@@ -19,7 +19,8 @@ import pytest
 import tornado.httpclient
 
 from server.config import HistoryConfig
-from server.history import DB_NAME, History, HistoryError, HistoryReading
+from server.history import DB_NAME, SCHEMA_VERSION, History, HistoryError
+from server.readings.reading import Reading
 from tests.conftest import make_config
 from tests.serverthread import ServerThread
 
@@ -39,8 +40,8 @@ def rows(path: Path, sql: str = "SELECT count(*) FROM readings") -> Any:
         conn.close()
 
 
-def reading(sensor: str, t_s: float, temperature_c: float = 20.0, **kw: Any) -> HistoryReading:
-    return HistoryReading(sensor, round(t_s * 1000), temperature_c, **kw)
+def reading(sensor: str, t_s: float, temperature_c: float | None = 20.0, **kw: Any) -> Reading:
+    return Reading(sensor, t_s, temperature_c, **kw)
 
 
 def make(tmp_path: Path, clock: Callable[[], float] = time.time, **config: Any) -> History:
@@ -59,7 +60,7 @@ def test_store_is_committed_when_it_returns(tmp_path: Path) -> None:
         await history.close()
 
     run(scenario)
-    assert rows(tmp_path / DB_NAME, "PRAGMA user_version") == [(1,)]
+    assert rows(tmp_path / DB_NAME, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert rows(tmp_path / DB_NAME, "PRAGMA journal_mode") == [("wal",)]
 
 
@@ -100,8 +101,7 @@ def test_duplicates_are_stored_once(tmp_path: Path) -> None:
         r = reading("a", time.time(), 20.0)
         await history.store(r)
         await history.store(r)  # a device retrying after a lost 201
-        assert history.record_if_new(r) is False  # the hub echo of an ingested reading
-        assert history.record_if_new(reading("a", time.time() + 1)) is True
+        history.record(reading("a", time.time() + 1))
         await history.close()
         assert history.duplicates == 1
 
@@ -236,7 +236,7 @@ def test_newer_schema_is_moved_aside_not_misread(tmp_path: Path) -> None:
         await history.close()
 
     run(scenario)
-    assert rows(tmp_path / DB_NAME, "PRAGMA user_version") == [(1,)]
+    assert rows(tmp_path / DB_NAME, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 
 def test_disk_full_degrades_then_writes_resume(tmp_path: Path) -> None:
@@ -306,7 +306,7 @@ def test_close_flushes_and_checkpoints(tmp_path: Path) -> None:
 @pytest.fixture
 def srv(tmp_path: Path) -> Any:
     config = make_config(tmp_path, remote_sensors=[{"id": "balcony", "token": "t0ken-balcony"}])
-    server = ServerThread(config, features=("server.sensing",)).start()
+    server = ServerThread(config).start()
     yield server
     server.stop()
 
@@ -317,7 +317,7 @@ def fetch(srv: ServerThread, path: str) -> tuple[int, dict[str, Any]]:
 
 
 def test_history_endpoint(srv: ServerThread) -> None:
-    history = srv.services.extras["history"]  # type: ignore[union-attr]
+    history = srv.board.history  # type: ignore[union-attr]
     now = time.time()
     srv.call(lambda: history.store(reading("balcony", now - 3600, 4.5, humidity_pct=80.0, pressure_hpa=None)))
     srv.call(lambda: history.store(reading("balcony", now - 30 * 3600, -3.0)))

@@ -56,7 +56,7 @@ def bodies(draw: st.DrawFn) -> bytes:
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     tmp: Path = tmp_path_factory.mktemp("fuzz")
     remote = [{"id": "balcony", "name": "Balcony", "token": TOKEN}]
-    server = ServerThread(make_config(tmp, remote_sensors=remote), features=("server.sensing",)).start()
+    server = ServerThread(make_config(tmp, remote_sensors=remote)).start()
     yield server
     server.stop()
 
@@ -77,5 +77,5 @@ def test_nothing_stored_is_non_finite(srv: ServerThread) -> None:
     for row in rows:
         for value in row:
             assert value is None or math.isfinite(value), row
-    state = srv.call(lambda: srv.services.hub.get("sensor/balcony"))
+    state = srv.call(lambda: srv.board.hub.get("sensor/balcony"))
     assert state is not None

@@ -78,7 +78,6 @@ def test_the_curl_command_as_written(server: ServerProcess) -> None:
     assert (data["temperature_c"], data["humidity_pct"], data["pressure_hpa"]) == (21.5, 40.2, 1012.3)
 
 
-@pytest.mark.xfail(strict=True, reason="humidity-only readings arrive with the one reading path on main")
 def test_a_device_with_a_clock_and_a_humidity_only_device(server: ServerProcess) -> None:
     section = lan_section()
     assert '`"measured_at": "2026-11-25T14:05:00+01:00"`' in section

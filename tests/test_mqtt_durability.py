@@ -41,7 +41,7 @@ def test_nothing_acknowledged_is_lost_across_broker_and_homeboard_restarts(tmp_p
     data_dir = tmp_path / "var"
     device = Client(broker.port, "meter-device", clean=False).connect()
     device.client.reconnect_delay_set(0.1, 0.5)
-    srv = ServerThread(cfg, features=("server.sensing", "server.mqtt")).start()
+    srv = ServerThread(cfg).start()
     try:
         assert wait_until(lambda: health(srv.url)["mqtt"]["connected"])
         acked: set[int] = set()
@@ -61,7 +61,7 @@ def test_nothing_acknowledged_is_lost_across_broker_and_homeboard_restarts(tmp_p
         assert device.wait_for(device.client.is_connected, 10)
         send(range(40, 60))
 
-        srv = ServerThread(cfg, features=("server.sensing", "server.mqtt")).start()  # 4. Homeboard back
+        srv = ServerThread(cfg).start()  # 4. Homeboard back
         assert wait_until(lambda: stored_indexes(data_dir) >= set(range(60)), 15), sorted(
             set(range(60)) - stored_indexes(data_dir)
         )

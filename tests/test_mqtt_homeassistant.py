@@ -177,7 +177,7 @@ def ha_server(tmp_path: Path, broker: Broker, **overrides: Any) -> ServerThread:
         "mqtt": mqtt_settings(broker.port, name="wall", home_assistant={"enabled": True}),
     }
     doc.update(overrides)
-    srv = ServerThread(make_config(tmp_path, **doc), features=("server.sensing", "server.display", "server.mqtt"))
+    srv = ServerThread(make_config(tmp_path, **doc))
     srv.start()
     assert wait_until(lambda: health(srv.url)["mqtt"]["connected"]), health(srv.url)
     return srv
@@ -253,9 +253,9 @@ def test_health_problems_reach_home_assistant(tmp_path: Path, broker: Broker, ha
         def broken() -> dict[str, dict]:
             raise TransientError("no answer from the weather service")
 
-        srv.call(lambda: srv.services.runner.add(SimpleSource("weather", broken, 3600.0, topics=("weather",))))
+        srv.call(lambda: srv.board.runner.add(SimpleSource("weather", broken, 3600.0, topics=("weather",))))
         assert wait_until(lambda: health(srv.url)["status"] == "degraded")
-        srv.call(srv.services.extras["mqtt"].bridge.check_health)  # what the 5-s timer does
+        srv.call(srv.board.mqtt.bridge.check_health)  # what the 5-s timer does
         assert ha.wait_for(lambda: ha.latest("homeboard/wall/health/state").payload == b"ON")
         attributes = json.loads(ha.latest("homeboard/wall/health/attributes").payload)
         assert attributes["problems"] == ["weather: no answer from the weather service"]

@@ -54,15 +54,15 @@ def device(broker: Broker) -> Iterator[Client]:
 @pytest.fixture
 def srv(tmp_path: Path, broker: Broker) -> Iterator[ServerThread]:
     cfg = make_config(tmp_path, mqtt=mqtt_settings(broker.port, sensors=SENSORS))
-    server = ServerThread(cfg, features=FEATURES).start()
+    server = ServerThread(cfg).start()
     assert wait_until(lambda: health(server.url)["mqtt"]["connected"], 10), health(server.url)
     yield server
     server.stop()
 
 
 def history_rows(srv: ServerThread, sensor_id: str) -> list[tuple[Any, ...]]:
-    assert srv.services is not None
-    conn = sqlite3.connect(Path(srv.services.data_dir) / DB_NAME)
+    assert srv.board is not None
+    conn = sqlite3.connect(Path(srv.board.data_dir) / DB_NAME)
     try:
         return conn.execute(
             "SELECT temperature_c, humidity_pct, pressure_hpa, battery_pct, source FROM readings"
@@ -79,7 +79,7 @@ def test_three_presets_become_readings_on_the_page_and_in_the_history(
     async def scenario() -> None:
         page = Page(srv.ws_url)
         snapshot = await page.open()
-        assert snapshot["topics"]["sensor/kitchen"]["error"] == "no data yet"  # declared: waiting, not missing
+        assert snapshot["topics"]["sensor/kitchen"]["status"] == "waiting"  # declared: waiting, not missing
 
         device.publish(
             "zigbee2mqtt/kitchen",
@@ -186,7 +186,7 @@ def test_retained_readings_need_a_time_and_devices_going_offline_show(broker: Br
     dev.publish("zigbee2mqtt/kitchen", json.dumps({"temperature": 19.0, "last_seen": measured}), retain=True)
     dev.publish("tele/hall/SENSOR", json.dumps({"AM2301": {"Temperature": 22.0}}), retain=True)
     cfg = make_config(tmp_path, mqtt=mqtt_settings(broker.port, sensors=SENSORS))
-    srv = ServerThread(cfg, features=FEATURES).start()
+    srv = ServerThread(cfg).start()
     try:
         kitchen = wait_until(lambda: (s := topic_state(srv.url, "sensor/kitchen"))["status"] == "ok" and s)
         assert kitchen, topic_state(srv.url, "sensor/kitchen")
@@ -194,7 +194,7 @@ def test_retained_readings_need_a_time_and_devices_going_offline_show(broker: Br
         assert kitchen["data"]["measured_at"].startswith(time.strftime("%Y-%m-%d", time.gmtime(time.time() - 120)))
         hall = topic_state(srv.url, "sensor/hall")
         assert hall["data"] is None  # not shown as "now": its age is unknown
-        assert hall["error"] == "no data yet"
+        assert hall["status"] == "waiting"
         assert wait_until(lambda: health(srv.url)["mqtt"]["sensors"]["hall"]["ignored_retained"] == 1)
 
         dev.publish("zigbee2mqtt/kitchen/availability", json.dumps({"state": "offline"}), retain=True)
@@ -214,10 +214,10 @@ def test_a_broker_that_is_down_never_stops_the_dashboard_and_is_joined_when_it_c
     broker = Broker(tmp_path / "broker")  # not started yet: nothing listens on its port
     cfg = make_config(tmp_path, mqtt=mqtt_settings(broker.port, sensors=SENSORS[:1]))
     started = time.monotonic()
-    srv = ServerThread(cfg, features=FEATURES).start()
+    srv = ServerThread(cfg).start()
     try:
         assert time.monotonic() - started < 5
-        assert topic_state(srv.url, "sensor/kitchen")["error"] == "no data yet"  # the page is served
+        assert topic_state(srv.url, "sensor/kitchen")["status"] == "waiting"  # the page is served
         report = wait_until(lambda: (h := health(srv.url))["mqtt"]["last_error"] and h)
         assert report["status"] == "degraded"
         assert report["mqtt"]["connected"] is False
@@ -259,7 +259,7 @@ def test_credentials_are_used_and_never_shown(tmp_path: Path, caplog: pytest.Log
             },
             env={"MQTT_PASSWORD": "wrong-" + secret},
         )
-        srv = ServerThread(wrong, features=FEATURES).start()
+        srv = ServerThread(wrong).start()
         servers.append(srv)
         report = wait_until(lambda: (h := health(srv.url))["mqtt"]["last_error"] and h)
         assert report["mqtt"]["connected"] is False
@@ -271,7 +271,7 @@ def test_credentials_are_used_and_never_shown(tmp_path: Path, caplog: pytest.Log
             },
             env={"MQTT_PASSWORD": secret},
         )
-        srv2 = ServerThread(right, features=FEATURES).start()
+        srv2 = ServerThread(right).start()
         servers.append(srv2)
         assert wait_until(lambda: health(srv2.url)["mqtt"]["connected"])
         for s in servers:
@@ -360,7 +360,7 @@ def test_tls_to_a_broker_whose_certificate_is_checked(tmp_path: Path) -> None:
             tmp_path / "a",
             mqtt=mqtt_settings(port, name="a", host="localhost", tls={"ca_certs": str(ca)}, sensors=SENSORS[:1]),
         )
-        srv = ServerThread(trusted, features=FEATURES).start()
+        srv = ServerThread(trusted).start()
         servers.append(srv)
         assert wait_until(lambda: health(srv.url)["mqtt"]["connected"]), health(srv.url)
         assert health(srv.url)["mqtt"]["tls"] is True
@@ -368,7 +368,7 @@ def test_tls_to_a_broker_whose_certificate_is_checked(tmp_path: Path) -> None:
         untrusted = make_config(
             tmp_path / "b", mqtt=mqtt_settings(port, name="b", host="localhost", tls={"ca_certs": str(other_ca)})
         )
-        srv2 = ServerThread(untrusted, features=FEATURES).start()
+        srv2 = ServerThread(untrusted).start()
         servers.append(srv2)
         report = wait_until(lambda: (h := health(srv2.url))["mqtt"]["last_error"] and h)
         assert report["mqtt"]["connected"] is False
@@ -397,10 +397,10 @@ def test_a_broker_that_never_answers_holds_up_neither_start_nor_stop(tmp_path: P
         fillers.append(c)
     cfg = make_config(tmp_path, mqtt=mqtt_settings(port, sensors=SENSORS[:1]))
     started = time.monotonic()
-    srv = ServerThread(cfg, features=FEATURES).start()
+    srv = ServerThread(cfg).start()
     try:
         assert time.monotonic() - started < 5
-        assert topic_state(srv.url, "sensor/kitchen")["error"] == "no data yet"
+        assert topic_state(srv.url, "sensor/kitchen")["status"] == "waiting"
         assert health(srv.url)["mqtt"]["connected"] is False
     finally:
         stopping = time.monotonic()

@@ -50,9 +50,7 @@ def fresh(url: str, topic: str) -> dict[str, Any] | None:
 
 def test_a_follower_shows_the_leaders_topics_and_survives_its_death(tmp_path: Path, broker: Broker) -> None:
     leader = start_leader(tmp_path, broker)
-    follower = ServerThread(
-        follower_config(tmp_path, broker), features=("server.sensing", "server.remote", "server.mqtt")
-    )
+    follower = ServerThread(follower_config(tmp_path, broker))
     follower.start()
     try:
         assert wait_until(lambda: fresh(leader.url, "weather") and fresh(leader.url, "sensor/living_room"), 15)
@@ -99,7 +97,7 @@ def test_a_follower_refuses_a_broken_message_and_keeps_the_last_good_value(tmp_p
     fake_leader.publish(
         "homeboard/kitchen/topics/weather", json.dumps({**good, "error": None, "max_age_s": 1e9}), retain=True
     )
-    follower = ServerThread(follower_config(tmp_path, broker), features=("server.mqtt",)).start()
+    follower = ServerThread(follower_config(tmp_path, broker)).start()
     try:
         state = wait_until(lambda: (s := topic_state(follower.url, "weather")) and s["status"] == "ok" and s)
         assert state["updated_at"] == "2026-11-25T14:05:00+01:00"
@@ -131,7 +129,7 @@ def test_a_follower_that_loses_the_broker_says_so_and_recovers(tmp_path: Path, b
     fake_leader.publish("homeboard/kitchen/status", "online", retain=True)
     fake_leader.publish("homeboard/kitchen/topics/weather", json.dumps(now), retain=True)
     fake_leader.close()
-    follower = ServerThread(follower_config(tmp_path, broker), features=("server.mqtt",)).start()
+    follower = ServerThread(follower_config(tmp_path, broker)).start()
     try:
         assert wait_until(lambda: fresh(follower.url, "weather"))
 

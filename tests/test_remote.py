@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import itertools
 import json
@@ -14,10 +15,10 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
-from server.app import build_services, install_features
 from server.config import ConfigError, parse_config
 from server.demo import world
 from server.demo.standin import demo_urls, make_standin_app
+from server.homeboard import Homeboard
 from tests.fakeapi import serve_app
 from tests.serverthread import ServerThread
 
@@ -50,7 +51,7 @@ def test_all_three_topics_arrive_through_the_real_pollers(tmp_path: Path) -> Non
         },
         env={},
     )
-    server = ServerThread(config, features=("server.remote",)).start()
+    server = ServerThread(config).start()
     try:
         deadline = time.monotonic() + 15
         state: dict[str, Any] = {}
@@ -74,34 +75,50 @@ def test_all_three_topics_arrive_through_the_real_pollers(tmp_path: Path) -> Non
         standin.stop()
 
 
-def test_demo_urls_replace_the_configured_ones_and_absent_sources_are_off(tmp_path: Path) -> None:
+def built(config: object) -> Homeboard:
+    """The assembly as `python -m server` builds it (nothing started), torn down again at once."""
+
+    async def build_and_stop() -> Homeboard:
+        board = Homeboard.build(config)  # type: ignore[arg-type]
+        await board.stop()
+        board.executor.shutdown(wait=False)
+        return board
+
+    return asyncio.run(build_and_stop())
+
+
+def test_absent_sources_are_off(tmp_path: Path) -> None:
     config = parse_config(
         {"data_dir": str(tmp_path / "var"), "sources": {"weather": {"api_key": "k" * 12}}},
         env={},
     )
-    services = build_services(config)
-    try:
-        services.demo_urls = demo_urls("http://127.0.0.1:1")
-        assert install_features(services, ("server.remote",)) == []
-        assert set(services.runner.sources) == {"weather"}, "departures and strava are not configured: off"
-        assert services.runner.sources["weather"].base_url == "http://127.0.0.1:1/weatherapi/v1"
-    finally:
-        services.executor.shutdown(wait=False)
+    board = built(config)
+    assert set(board.runner.sources) == {"weather"}, "departures and strava are not configured: off"
+    assert board.runner.sources["weather"].base_url == "https://api.weatherapi.com/v1"
+    assert not {"departures", "strava"} & set(board.hub.topics), "no topic (and no widget) for what is off"
+
+
+def test_demo_runs_every_source_against_the_stand_in(tmp_path: Path) -> None:
+    config = parse_config(
+        {"data_dir": str(tmp_path / "var"), "demo": True, "sources": {"weather": {"api_key": "k" * 12}}},
+        env={},
+    )
+    board = built(config)
+    assert set(board.runner.sources) >= {"weather", "departures", "strava"}
+    assert board.demo is not None
+    assert board.runner.sources["weather"].base_url == board.demo.urls["weather"]
+    assert board.demo.urls["weather"].startswith("http://127.0.0.1:")
 
 
 def test_demo_strava_keeps_its_tokens_apart_from_the_real_ones(tmp_path: Path) -> None:
     strava = {"client_id": "1", "client_secret": "s" * 12, "refresh_token": "r" * 12}
-    config = parse_config({"data_dir": str(tmp_path / "var"), "sources": {"strava": strava}}, env={})
-    services = build_services(config)
-    try:
-        services.demo_urls = demo_urls("http://127.0.0.1:1")
-        install_features(services, ("server.remote",))
-        source = services.runner.sources["strava"]
-        assert source.auth.store.path.name == "strava_token.demo.json"
-        assert source.auth.token_url == "http://127.0.0.1:1/strava/oauth/token"
-        assert source.base_url == "http://127.0.0.1:1/strava/api/v3"
-    finally:
-        services.executor.shutdown(wait=False)
+    config = parse_config({"data_dir": str(tmp_path / "var"), "demo": True, "sources": {"strava": strava}}, env={})
+    board = built(config)
+    assert board.demo is not None
+    source = board.runner.sources["strava"]
+    assert source.auth.store.path.name == "strava_token.demo.json"
+    assert source.auth.token_url == board.demo.urls["strava_token"]
+    assert source.base_url == board.demo.urls["strava_api"]
 
 
 @pytest.mark.parametrize(

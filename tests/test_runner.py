@@ -52,12 +52,12 @@ def test_a_source_that_raises_does_not_stop_the_others(tmp_path: Path) -> None:
             SimpleSource("bad", bad, interval_s=0.1, topics=("bad",)),
             SimpleSource("flaky", flaky, interval_s=0.1, topics=("flaky",)),
         ):
-            srv.call(srv.services.runner.add, src)
+            srv.call(srv.board.runner.add, src)
         wait_for(lambda: len(good_runs) >= 5)
-        state = srv.call(lambda: srv.services.hub.get("good"))
+        state = srv.call(lambda: srv.board.hub.get("good"))
         assert state.status == "ok"
-        assert srv.call(lambda: srv.services.hub.get("bad")).error == "internal error: ZeroDivisionError"
-        assert srv.call(lambda: srv.services.hub.get("flaky")).error == "network down"
+        assert srv.call(lambda: srv.board.hub.get("bad")).error == "internal error: ZeroDivisionError"
+        assert srv.call(lambda: srv.board.hub.get("flaky")).error == "network down"
         health = tornado.httpclient.HTTPClient().fetch(srv.url + "/healthz")
         import json
 
@@ -83,13 +83,13 @@ def test_failures_before_error_keeps_status_until_the_threshold(tmp_path: Path) 
 
     try:
         src = SimpleSource("s", sensor, interval_s=3600, topics=("sensor/s",), failures_before_error=3)
-        srv.call(srv.services.runner.add, src)
+        srv.call(srv.board.runner.add, src)
         wait_for(lambda: len(calls) >= 1)
-        runner = srv.services.runner
+        runner = srv.board.runner
         for expected_status in ("ok", "ok", "unavailable"):
             srv.call(runner.run_once, src)
-            assert srv.call(lambda: srv.services.hub.get("sensor/s")).status == expected_status
-        state = srv.call(lambda: srv.services.hub.get("sensor/s"))
+            assert srv.call(lambda: srv.board.hub.get("sensor/s")).status == expected_status
+        state = srv.call(lambda: srv.board.hub.get("sensor/s"))
         assert state.data == {"temperature_c": 20.0}
         assert "0x76" in state.error
     finally:
@@ -108,8 +108,8 @@ def test_retry_after_and_auth_errors_wait_long(tmp_path: Path, error: Exception,
 
     try:
         src = SimpleSource("x", fail, interval_s=5, topics=("x",))
-        srv.call(srv.services.runner.add, src)
-        delay = srv.call(srv.services.runner.run_once, src)
+        srv.call(srv.board.runner.add, src)
+        delay = srv.call(srv.board.runner.run_once, src)
         assert expected_delay_s * 0.89 <= delay <= expected_delay_s * 1.11
     finally:
         srv.stop()
@@ -127,19 +127,19 @@ def test_a_hung_fetch_is_reported_and_not_stacked(tmp_path: Path) -> None:
 
     try:
         src = SimpleSource("h", hang, interval_s=3600, topics=("h",), timeout_s=0.3)
-        srv.call(srv.services.runner.add, src)
+        srv.call(srv.board.runner.add, src)
 
         def error() -> str:
-            return srv.call(lambda: srv.services.hub.get("h")).error or ""
+            return srv.call(lambda: srv.board.hub.get("h")).error or ""
 
         # The runner's own first run (within a second of add) hangs and is reported once its timeout passes...
         wait_for(lambda: "no answer within" in error())
         # ...and the next run does not start a second fetch beside the hung one.
-        srv.call(srv.services.runner.run_once, src)
+        srv.call(srv.board.runner.run_once, src)
         assert "still waiting" in error()
         assert len(started) == 1, "a second fetch must not be stacked on a hung one"
         t0 = time.monotonic()
-        srv.call(lambda: srv.services.hub.publish("other", {"ok": True}))
+        srv.call(lambda: srv.board.hub.publish("other", {"ok": True}))
         assert time.monotonic() - t0 < 0.5, "the loop stays responsive while a fetch hangs"
     finally:
         release.set()
@@ -158,10 +158,10 @@ def test_failure_logged_once_and_recovery_logged(tmp_path: Path, caplog: pytest.
 
     try:
         src = SimpleSource("t", fetch, interval_s=3600, topics=("t",))
-        srv.call(srv.services.runner.add, src)
+        srv.call(srv.board.runner.add, src)
         with caplog.at_level("INFO", logger="server.runner"):
             for _ in range(6):
-                srv.call(srv.services.runner.run_once, src)
+                srv.call(srv.board.runner.run_once, src)
         failed = [r for r in caplog.records if "failed" in r.getMessage()]
         recovered = [r for r in caplog.records if "recovered" in r.getMessage()]
         assert len(failed) == 1

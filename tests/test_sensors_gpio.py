@@ -17,8 +17,8 @@ import tornado.httpclient
 from sensors.gpio import GpioError, is_raspberry_pi, open_backend
 from sensors.gpio.emulated import EmulatedPins
 from server.config import GpioConfig, PinConfig
-from server.gpio_inputs import GpioInputs
 from server.hub import Hub
+from server.sensing.gpio_inputs import GpioInputs
 from tests.conftest import make_config
 from tests.serverthread import ServerThread
 
@@ -112,7 +112,7 @@ def gpio_server(tmp_path: Path, backend: str = "emulated") -> ServerThread:
             "pir_warmup_s": 0,
         },
     )
-    return ServerThread(config, features=("server.sensing",)).start()
+    return ServerThread(config).start()
 
 
 def state(srv: ServerThread) -> dict[str, Any]:
@@ -123,9 +123,9 @@ def state(srv: ServerThread) -> dict[str, Any]:
 def test_motion_and_buttons_published_from_the_loop_thread(tmp_path: Path) -> None:
     srv = gpio_server(tmp_path)
     try:
-        services = srv.services
+        services = srv.board
         assert services is not None
-        pins = services.extras["gpio"].pins
+        pins = services.gpio.pins
         publish_threads: list[str] = []
         original = services.hub.publish
 

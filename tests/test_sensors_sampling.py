@@ -45,14 +45,14 @@ def srv(tmp_path: Path) -> Iterator[ServerThread]:
             {"id": "out", "name": "Outdoor", "type": "ds18b20", "device": DS_ID, "interval_s": 0.2},
         ],
     )
-    server = ServerThread(config, features=("server.sensing",)).start()
+    server = ServerThread(config).start()
     yield server
     server.stop()
 
 
 def chip(srv: ServerThread) -> Any:
-    assert srv.services is not None
-    return srv.services.extras["demo_sensors"].hardware.bus(1).devices[0x76]
+    assert srv.board is not None
+    return srv.board.demo.hardware.bus(1).devices[0x76]
 
 
 def test_readings_published_per_contract(srv: ServerThread) -> None:
@@ -132,7 +132,7 @@ def test_local_samples_reach_the_history(srv: ServerThread) -> None:
 
 def test_demo_defaults_show_three_local_sensors(tmp_path: Path) -> None:
     remote = [{"id": "balcony", "name": "Balcony", "token": "${BALCONY_TOKEN}"}]  # no secret needed in demo
-    server = ServerThread(make_config(tmp_path, demo=True, remote_sensors=remote), features=("server.sensing",))
+    server = ServerThread(make_config(tmp_path, demo=True, remote_sensors=remote))
     server.start()
     try:
         names = ("sensor/living_room", "sensor/bedroom", "sensor/outdoor", "sensor/balcony")

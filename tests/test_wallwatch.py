@@ -84,7 +84,7 @@ async def heartbeat(conn: WebSocketClientConnection) -> None:
 
 @pytest.fixture
 def server(tmp_path: Path, systemctl: Path) -> Iterator[ServerThread]:
-    srv = ServerThread(make_config(tmp_path, wall=FAST), features=("server.wallwatch",)).start()
+    srv = ServerThread(make_config(tmp_path, wall=FAST)).start()
     yield srv
     srv.stop()
 
@@ -137,7 +137,7 @@ def test_reboot_guard_keeps_restarting_the_browser_instead(tmp_path: Path, syste
     var = tmp_path / "var"
     var.mkdir()
     (var / "wallwatch.json").write_text(json.dumps({"reboots": [time.time() - 3600], "history": []}))
-    srv = ServerThread(make_config(tmp_path, wall={**FAST, "browser_restarts": 1}), features=("server.wallwatch",))
+    srv = ServerThread(make_config(tmp_path, wall={**FAST, "browser_restarts": 1}))
     srv.start()
     try:
 
@@ -158,7 +158,7 @@ def test_reboot_guard_keeps_restarting_the_browser_instead(tmp_path: Path, syste
 
 def test_a_failing_restart_command_is_recorded_with_its_reason(tmp_path: Path, systemctl: Path) -> None:
     (tmp_path / "fail").touch()
-    srv = ServerThread(make_config(tmp_path, wall={**FAST, "browser_restarts": 3}), features=("server.wallwatch",))
+    srv = ServerThread(make_config(tmp_path, wall={**FAST, "browser_restarts": 3}))
     srv.start()
     try:
         asyncio.run(wait_until(lambda: "restart_browser" in steps(srv), 8, "a restart attempt"))
@@ -170,7 +170,7 @@ def test_a_failing_restart_command_is_recorded_with_its_reason(tmp_path: Path, s
 
 
 def test_a_screen_switched_off_excuses_silence(tmp_path: Path, systemctl: Path) -> None:
-    srv = ServerThread(make_config(tmp_path, wall=FAST), features=("server.wallwatch",)).start()
+    srv = ServerThread(make_config(tmp_path, wall=FAST)).start()
     try:
         srv.publish("display", {"power": "off", "reason": "schedule: off until 07:00"})
         time.sleep(2.0)  # well past silence_s and the start-up grace
@@ -185,7 +185,7 @@ def test_a_screen_switched_off_excuses_silence(tmp_path: Path, systemctl: Path) 
 
 
 def test_disabled_watchdog_reports_but_never_acts(tmp_path: Path, systemctl: Path) -> None:
-    srv = ServerThread(make_config(tmp_path, wall={**FAST, "enabled": False}), features=("server.wallwatch",)).start()
+    srv = ServerThread(make_config(tmp_path, wall={**FAST, "enabled": False})).start()
     try:
         time.sleep(2.0)
         wall = health(srv)["wall"]

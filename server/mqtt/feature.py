@@ -3,73 +3,54 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from tornado.ioloop import PeriodicCallback
 
-from server import history as history_mod
-from server.mqtt.homeassistant import TYPE_QUANTITIES, HomeAssistantBridge
+from server.config import MqttConfig
+from server.display import DisplayController
+from server.hub import Hub
+from server.mqtt.homeassistant import HomeAssistantBridge
 from server.mqtt.link import MqttLink
 from server.mqtt.retained import RetainedRecord
 from server.mqtt.sensors import MqttSensorFeed
 from server.mqtt.share import LeaderFollower, TopicSharer
-from server.services import Services
-from server.timeutil import zone
+from server.readings.path import ReadingPath
 
 log = logging.getLogger(__name__)
 
 HEALTH_CHECK_S = 5.0  # how often Homeboard's own health is looked at for Home Assistant's problem sensor
 
-
-def own_health(services: Services) -> tuple[bool, dict[str, Any]]:
-    """(problem?, attributes): the same verdict as /healthz, from the sources and the other features' checks."""
-    problems = [
-        f"{name}: {h['last_error']}" for name, h in sorted(services.runner.health_report().items()) if h["failing"]
-    ]
-    for name, fn in sorted(services.health_extra.items()):
-        if name == "mqtt":
-            continue  # we are connected, or nobody would read this
-        try:
-            extra = fn()
-        except Exception as err:  # the same rule as /healthz: a broken check is a problem, not a crash
-            problems.append(f"{name}: health check failed: {type(err).__name__}")
-            continue
-        if isinstance(extra, dict) and extra.get("status") not in (None, "ok"):
-            problems.append(f"{name}: {extra.get('error') or extra.get('status')}")
-    status = "degraded" if problems else "ok"
-    return bool(problems), {"status": status, "problems": problems, "version": services.version}
-
-
-def own_sensors(services: Services) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """This Pi's sensors (wired and LAN): id → (name, what its type measures). MQTT and a leader's are not ours."""
-    result: dict[str, tuple[str, tuple[str, ...]]] = {}
-    for source in services.extras.get("sensor_sources", []):
-        cfg = source.config
-        result[cfg.id] = (cfg.name or cfg.id, TYPE_QUANTITIES.get(cfg.type, ("temperature_c",)))
-    for remote in services.config.remote_sensors:
-        result[remote.id] = (remote.name or remote.id, ("temperature_c",))  # the others once it sends them
-    return result
+OwnSensors = dict[str, tuple[str, tuple[str, ...]]]  # id → (name, the quantities it measures)
 
 
 class MqttFeature:
-    """Everything MQTT, built from the config and started/stopped with the server."""
+    """Everything MQTT, built from the config by the assembly (server.homeboard) and started/stopped with it."""
 
-    def __init__(self, services: Services) -> None:
-        config = services.config.mqtt
-        assert config is not None  # noqa: S101 - install() checks
-        self.services = services
+    def __init__(
+        self,
+        config: MqttConfig,
+        *,
+        hub: Hub,
+        readings: ReadingPath,
+        executor: concurrent.futures.Executor,
+        data_dir: str,
+        version: str,
+        own_sensors: Callable[[], OwnSensors],
+        display: DisplayController | None,
+        health: Callable[[], tuple[bool, dict[str, Any]]],
+    ) -> None:
         self.config = config
-        tz = zone(services.config.timezone)
+        self.executor = executor
+        self.display = display
+        tz = hub.tz
         self.tz = tz
-        hub = services.hub
         self.link = MqttLink(config, tz)
-        self.record = RetainedRecord(services.data_dir, self._run_blocking)
-        history = history_mod.setup(services)
-        more_ids: set[str] = services.extras.setdefault("more_sensor_ids", set())
-        more_ids.update(s.id for s in config.sensors)
-        self.sensors = MqttSensorFeed(self.link, hub, history, config.sensors)
+        self.record = RetainedRecord(data_dir, self._run_blocking)
+        self.sensors = MqttSensorFeed(self.link, readings, config.sensors)
         self.sharer: TopicSharer | None = None
         self.follower: LeaderFollower | None = None
         self.bridge: HomeAssistantBridge | None = None
@@ -81,10 +62,10 @@ class MqttFeature:
             self.follower = LeaderFollower(
                 self.link,
                 hub,
+                readings,
                 config.leader,
                 config.share_topics,
                 max_age_override_s=config.follow_max_age_s,
-                on_sensor=more_ids.add,
             )
         if config.home_assistant.enabled:
             self.bridge = HomeAssistantBridge(
@@ -92,10 +73,10 @@ class MqttFeature:
                 hub,
                 config,
                 self.record,
-                version=services.version,
-                own_sensors=lambda: own_sensors(services),
-                display=lambda: services.extras.get("display"),
-                health=lambda: own_health(services),
+                version=version,
+                own_sensors=own_sensors,
+                display=lambda: display,
+                health=health,
             )
             hub.add_listener(self.bridge.on_topic)
         self.link.on_connected(self.on_connected)
@@ -103,7 +84,7 @@ class MqttFeature:
         self._connects = 0
 
     def _run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return asyncio.get_running_loop().run_in_executor(self.services.executor, fn, *args)
+        return asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def start(self) -> None:
         await self.link.start()
@@ -152,10 +133,10 @@ class MqttFeature:
         if self.sharer is not None:
             report["shared_messages"] = self.sharer.published
         if self.bridge is not None:
-            controller = self.services.extras.get("display")
+            controller = self.display
             if controller is None:
                 report["display_control"] = "unavailable: the display feature is not installed"
-            elif getattr(controller, "backend", None) is None:
+            elif controller.backend is None:
                 report["display_control"] = "unavailable: display.backend is none"
             else:
                 report["display_control"] = "ok"

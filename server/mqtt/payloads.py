@@ -195,8 +195,8 @@ def _short(value: Any) -> str:
     return '"' + (text if len(text) <= 24 else text[:21] + "...").encode("unicode_escape").decode("ascii") + '"'
 
 
-def explain(topic: str, err: IngestError, origin: dict[str, str]) -> str:
-    """validate()'s error ("temperature_c: 130 °C is outside ...") with the payload field it came from."""
+def explain(topic: str, err: ValueError, origin: dict[str, str]) -> str:
+    """The reading's validation error ("temperature_c: 130 °C is outside ...") with the payload field it came from."""
     text = str(err)
     key = text.partition(":")[0]
     source = origin.get(key)

@@ -1,9 +1,9 @@
 """Sensors that report over MQTT (Zigbee2MQTT, Tasmota, ESPHome, any JSON or plain topic) → `sensor/{id}`.
 
-Each reading takes the LAN ingest path: server.ingest.validate (plausible ranges, finite numbers, sane times),
-published to the sensor's topic, stored durably in the history — and only then is the MQTT message
-acknowledged (the MQTT counterpart of the 201 a POST gets). A broken payload puts its error on the sensor's
-topic (the last good value stays, marked by the error); nothing crashes.
+Each reading takes the one reading path (server.readings.path): validated like a LAN POST's body, shown at once
+unless an newer one is shown, stored durably in the history — and only then is the MQTT message acknowledged (the
+MQTT counterpart of the 201 a POST gets). A broken payload puts its error on the sensor's topic (the last good
+value stays, marked by the error); nothing crashes. A device that says it is back online is shown as such at once.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.config import MqttSensorConfig
-from server.history import History, HistoryError
-from server.hub import Hub
-from server.ingest import IngestError, Reading, publish_reading, store_reading, validate
+from server.history import HistoryError
+from server.ingest import reading_from_body
 from server.mqtt.link import Inbound, MqttLink
 from server.mqtt.payloads import (
     PRESET_FIELDS,
@@ -30,6 +29,8 @@ from server.mqtt.payloads import (
     parse_number,
     parse_tasmota_reading,
 )
+from server.readings.path import ReadingPath
+from server.readings.reading import ReadingError
 from server.timeutil import iso
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,6 @@ class SensorState:
     topic: str  # the hub topic, sensor/{id}
     partial: dict[str, tuple[float, float]] = field(default_factory=dict)  # split topics: key → (value, at)
     pending: asyncio.Future[None] | None = None
-    last_measured_at_s: float = 0.0
     last_reading_at: float | None = None
     last_error: str | None = None
     ignored_retained: int = 0
@@ -85,16 +85,14 @@ class MqttSensorFeed:
     def __init__(
         self,
         link: MqttLink,
-        hub: Hub,
-        history: History,
+        readings: ReadingPath,
         sensors: tuple[MqttSensorConfig, ...],
         *,
         clock: Callable[[], float] = time.time,
         split_window_s: float = SPLIT_WINDOW_S,
     ) -> None:
         self.link = link
-        self.hub = hub
-        self.history = history
+        self.readings = readings
         self.clock = clock
         self.split_window_s = split_window_s
         self.sensors = [SensorState(s, f"sensor/{s.id}") for s in sensors]
@@ -104,7 +102,7 @@ class MqttSensorFeed:
 
     def _wire(self, state: SensorState) -> None:
         cfg = state.config
-        self.hub.declare(state.topic, cfg.max_age_s)  # waiting until the first reading; stale when it stops
+        self.readings.add_sensor(cfg.id, cfg.name, cfg.max_age_s)  # waiting until the first reading
         if cfg.preset in ("esphome", "plain"):
             self.link.subscribe(cfg.topic, self._split_handler(state, "temperature_c"))
             for key, reading_key in SPLIT_KEYS.items():
@@ -119,7 +117,7 @@ class MqttSensorFeed:
 
     @property
     def max_history_age_s(self) -> float:
-        return self.history.config.raw_days * 86400
+        return self.readings.retention_s
 
     # ------------------------------------------------------------------ JSON presets
 
@@ -186,8 +184,8 @@ class MqttSensorFeed:
             now = self.clock()
             max_age_s = state.config.max_age_s
             fresh = {k: v for k, v in state.partial.items() if now - v[1] <= max_age_s}
-            if "temperature_c" not in fresh:
-                return  # a humidity before any temperature: nothing to show yet
+            if not fresh:
+                return
             newest_at = max(at for _, at in fresh.values())
             body: dict[str, Any] = {k: v for k, (v, _) in fresh.items()}
             body["measured_at"] = dt.datetime.fromtimestamp(newest_at, dt.UTC).isoformat(timespec="milliseconds")
@@ -201,44 +199,44 @@ class MqttSensorFeed:
     # ------------------------------------------------------------------ availability
 
     def _on_availability(self, state: SensorState, inbound: Inbound) -> None:
-        if _availability(inbound.payload) == "offline":
+        availability = _availability(inbound.payload)
+        if availability == "offline":
             self._failed(state, f"{inbound.topic}: the device is offline", "unavailable")
+        elif availability == "online":
+            # Back now, not at its next reading (a sleepy Zigbee sensor reports hourly): its last reading is
+            # shown again, stale if it is old.
+            if state.last_error is not None:
+                log.info("mqtt sensor %s: the device is online again", state.config.id)
+                state.last_error = None
+            self.readings.available(state.config.id)
 
     # ------------------------------------------------------------------ the ingest path
 
     async def _accept(self, state: SensorState, body: dict[str, Any], origin: dict[str, str], now_s: float) -> None:
         cfg = state.config
-        topic_name = cfg.topic
         try:
-            reading = validate(body, now_s, self.max_history_age_s)
-        except IngestError as err:
-            self._failed(state, explain(topic_name, err, origin), "error")
+            reading = reading_from_body(
+                cfg.id, body, now_s=now_s, max_age_s=self.max_history_age_s, source=f"mqtt:{cfg.topic}"
+            )
+        except ReadingError as err:
+            self._failed(state, explain(cfg.topic, err, origin), "error")
             return
-        source = f"mqtt:{topic_name}"
-        # Shown first, then stored durably, then acknowledged (by the link, when this returns). A crash in
-        # between loses nothing: the broker still holds the unacknowledged message and sends it again. The
-        # page does not wait for the disk (an fsync here can take 50 ms and more).
-        self._publish(state, reading, source)
-        try:
-            await store_reading(cfg, reading, self.history, source=source)  # type: ignore[arg-type]
-        except HistoryError as err:
-            # The history keeps it in memory and retries (server/history.py): acknowledged all the same, or a
-            # full disk would stall every MQTT sensor behind the broker's window of unacknowledged messages.
-            log.warning("mqtt sensor %s: %s", cfg.id, err)
-
-    def _publish(self, state: SensorState, reading: Reading, source: str) -> None:
-        if reading.measured_at_s < state.last_measured_at_s:
-            return  # an older reading (a late retained message) goes to the history only, not over a newer one
-        state.last_measured_at_s = reading.measured_at_s
         state.last_reading_at = self.clock()
         if state.last_error is not None:
-            log.info("mqtt sensor %s: readings are good again", state.config.id)
+            log.info("mqtt sensor %s: readings are good again", cfg.id)
             state.last_error = None
-        publish_reading(state.config, reading, self.hub, source=source)  # type: ignore[arg-type]
+        # Shown first, then stored durably, then acknowledged (by the link, when this returns). A crash in
+        # between loses nothing: the broker still holds the unacknowledged message and sends it again.
+        try:
+            await self.readings.submit(reading)
+        except HistoryError as err:
+            # The history keeps it in memory and retries: acknowledged all the same, or a full disk would stall
+            # every MQTT sensor behind the broker's window of unacknowledged messages.
+            log.warning("mqtt sensor %s: %s", cfg.id, err)
 
     def _failed(self, state: SensorState, message: str, status: str) -> None:
         self._note(state, message)
-        self.hub.publish_error(state.topic, message, status)
+        self.readings.fail(state.config.id, message, status)
 
     def _note(self, state: SensorState, message: str) -> None:
         if message != state.last_error:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,13 +20,15 @@ from server.hub import WAITING, Hub, TopicState
 from server.jsonutil import dumpb
 from server.mqtt.link import STATUS_OFFLINE, STATUS_ONLINE, Inbound, MqttLink
 from server.mqtt.retained import RetainedRecord
+from server.readings.path import ReadingPath
+from server.readings.reading import QUANTITIES, Reading, ReadingError, make_reading
 from server.timeutil import parse_iso
 
 log = logging.getLogger(__name__)
 
 MAX_TOPIC_PAYLOAD_BYTES = 1 << 20
 LEADER_OFFLINE = "leader offline"
-STATUSES = ("ok", "error", "unavailable")
+STATUSES = ("ok", WAITING, "error", "unavailable")
 
 
 def matches(patterns: tuple[str, ...], topic: str) -> bool:
@@ -149,18 +152,20 @@ class LeaderFollower:
         self,
         link: MqttLink,
         hub: Hub,
+        readings: ReadingPath,
         leader: str,
         patterns: tuple[str, ...],
         *,
         max_age_override_s: float | None,
-        on_sensor: Callable[[str], None],
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.link = link
         self.hub = hub
+        self.readings = readings  # a leader's sensor readings take the one reading path (and its history)
         self.leader = leader
         self.patterns = patterns
         self.max_age_override_s = max_age_override_s
-        self.on_sensor = on_sensor  # a leader's sensor id seen (its history endpoint answers here too)
+        self.clock = clock
         self.prefix = f"{leader}/topics/"
         self.leader_online: bool | None = None  # None: not heard yet
         self.topics: dict[str, float | None] = {}  # followed topic → its max age (from the leader or config)
@@ -215,20 +220,34 @@ class LeaderFollower:
         self.last_error = None
         max_age_s = self.max_age_override_s or shared["max_age_s"]
         self.topics[topic] = max_age_s
-        self.hub.declare(topic, max_age_s)
         data, updated_at_s = shared["data"], shared["updated_at_s"]
+        sensor_id = topic[len("sensor/") :] if topic.startswith("sensor/") else None
+        if sensor_id is not None:
+            name = data.get("name") if isinstance(data, dict) else None
+            self.readings.add_sensor(sensor_id, name if isinstance(name, str) else sensor_id, max_age_s)
+        else:
+            self.hub.declare(topic, max_age_s)
         if data is not None:
             if shared["stale"]:
                 # Stale at the leader (e.g. restored from its disk after a restart): stale here too, until fresh.
                 self.hub.restore(topic, data, updated_at_s)
+            elif sensor_id is not None:
+                self._sensor_reading(topic, sensor_id, data)
             else:
                 self.hub.publish(topic, data, updated_at=updated_at_s)
-            if topic.startswith("sensor/"):
-                self.on_sensor(topic[len("sensor/") :])
-        if shared["status"] != "ok":
-            self.hub.publish_error(topic, shared["error"] or WAITING, shared["status"])
+        if shared["status"] not in ("ok", WAITING):
+            self.hub.publish_error(topic, shared["error"] or shared["status"], shared["status"])
         if self.leader_online is False:
             self._mark(topic, LEADER_OFFLINE)
+
+    def _sensor_reading(self, topic: str, sensor_id: str, data: dict[str, Any]) -> None:
+        """A leader's sensor value → a Reading through the one path (validation, ordering, history)."""
+        try:
+            reading = reading_from_shared(sensor_id, data, now_s=self.clock(), max_age_s=self.readings.retention_s)
+        except ReadingError as err:
+            self.hub.publish_error(topic, f"the leader sent an unusable reading: {err}", "error")
+            return
+        self.readings.record(reading)
 
     def health(self) -> dict[str, Any]:
         return {
@@ -237,3 +256,23 @@ class LeaderFollower:
             "topics": sorted(self.topics),
             "last_error": self.last_error,
         }
+
+
+def reading_from_shared(sensor_id: str, data: dict[str, Any], *, now_s: float, max_age_s: float) -> Reading:
+    """A leader's `sensor/{id}` data → a Reading (validated as any other). Raises ReadingError."""
+    measured_at = data.get("measured_at")
+    if not isinstance(measured_at, str):
+        raise ReadingError("measured_at", "missing")
+    try:
+        measured_at_s = parse_iso(measured_at)
+    except ValueError:
+        raise ReadingError("measured_at", "not an ISO 8601 time with offset") from None
+    source = data.get("source")
+    return make_reading(
+        sensor_id,
+        {q: data.get(q) for q in QUANTITIES},
+        measured_at_s=measured_at_s,
+        now_s=now_s,
+        max_age_s=max_age_s,
+        source=source if isinstance(source, str) else "",
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 DEFAULT_MAX_AGE_INTERVALS = 3  # a topic is stale once it is older than this many intervals
 
@@ -60,7 +60,8 @@ class Source(Protocol):
     """What the runner needs from a source. `fetch` is blocking and runs in the executor thread pool.
 
     fetch() returns {topic: data} for every topic it refreshed; data must be JSON-serialisable with
-    finite numbers only. It raises SourceError (or any exception, treated as a bug and logged once).
+    finite numbers only. (A sensor returns a Reading instead, delivered to the reading path: see runner.add.)
+    It raises SourceError (or any exception, treated as a bug and logged once).
     """
 
     name: str  # key in /healthz "sources", e.g. "weather", "sensor:living_room"
@@ -70,7 +71,7 @@ class Source(Protocol):
     timeout_s: float  # a fetch running longer than this is reported as hung
     failures_before_error: int  # consecutive failures before the topic shows the error (sensors: 3)
 
-    def fetch(self) -> dict[str, dict]: ...
+    def fetch(self) -> Any: ...
 
 
 @dataclass

@@ -1,0 +1,292 @@
+"""The assembly: every part of a running Homeboard, built in one place, started and stopped in one visible order.
+
+`python -m server`, the tests (tests/serverthread.py) and the benchmarks all run this object; none of them has a
+start/stop sequence of its own. What the config leaves out is built inert (no sensors: no sensor sources; no
+`mqtt:` section: no MQTT), so there is one shape of server, not a list of features picked by name.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from server import __version__
+from server.config import Config
+from server.display import STATE_FILE as DISPLAY_STATE_FILE
+from server.display import DisplayController
+from server.display_backends import make_backend
+from server.history import DB_NAME, History
+from server.hub import Hub
+from server.laststate import LastStateStore
+from server.readings.path import ReadingPath
+from server.runner import SourceRunner
+from server.sensing.gpio_inputs import GpioInputs
+from server.sensing.sampling import SensorSource
+from server.sources.sl import DeparturesSource
+from server.sources.strava import DEMO_TOKEN_FILE_NAME, TOKEN_FILE_NAME, StravaSource
+from server.sources.weather import WeatherSource
+from server.timeutil import zone
+from server.wallwatch import STATE_FILE as WALL_STATE_FILE
+from server.wallwatch import WallWatch
+
+if TYPE_CHECKING:
+    from server.demo.mode import Demo
+    from server.mqtt.feature import MqttFeature
+
+log = logging.getLogger(__name__)
+
+HealthCheck = Callable[[], dict[str, Any]]
+
+
+@dataclass
+class Homeboard:
+    config: Config
+    data_dir: str
+    version: str
+    hub: Hub
+    executor: concurrent.futures.ThreadPoolExecutor
+    runner: SourceRunner
+    history: History
+    readings: ReadingPath
+    laststate: LastStateStore
+    sensors: list[SensorSource]
+    gpio: GpioInputs
+    display: DisplayController
+    wall: WallWatch
+    mqtt: MqttFeature | None
+    demo: Demo | None
+    started_monotonic: float
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    def build(cls, config: Config) -> Homeboard:
+        """Everything, from the config, in dependency order. Declares every topic the config has."""
+        if config.demo:
+            from server.demo.mode import demo_config
+
+            config = demo_config(config)
+        data_dir = config.data_dir
+        os.makedirs(data_dir, mode=0o700, exist_ok=True)
+        tz = zone(config.timezone)
+        hub = Hub(tz, __version__)
+        # A small pool: I2C reads, HTTP polls and SQLite are short; more threads only cost memory on a Pi.
+        executor = concurrent.futures.ThreadPoolExecutor(config.server.executor_threads, thread_name_prefix="hb-io")
+
+        def run_blocking(fn: Callable[..., Any], *args: Any) -> Any:
+            import asyncio
+
+            return asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+
+        runner = SourceRunner(hub, executor)
+        history = History(os.path.join(data_dir, DB_NAME), config.history, tz)
+        readings = ReadingPath(hub, history)
+
+        demo: Demo | None = None
+        if config.demo:
+            from server.demo.mode import Demo
+
+            demo = Demo(config, data_dir)  # binds the stand-in's port now: the sources below need its URLs
+
+        # Sensors: the Pi's own (sampled on the runner), LAN ones (POSTed), all through the reading path.
+        opener = demo.open_sensor if demo is not None else _open_sensor
+        sensors = [SensorSource(s, opener, readings.retention_s) for s in config.sensors]
+        for source in sensors:
+            readings.add_sensor(source.config.id, source.config.name, source.max_age_s)
+            runner.add(source, deliver=readings.record)
+        for remote in config.remote_sensors:
+            readings.add_sensor(remote.id, remote.name, remote.max_age_s)  # stale when the device stops reporting
+
+        _add_remote_sources(config, runner, data_dir, demo)
+
+        gpio_config = config.gpio
+        backend = gpio_config.backend
+        # Emulated pins have nothing to settle; a real PIR module needs about a minute after power-up.
+        warmup_s = 0.0 if backend == "emulated" else gpio_config.pir_warmup_s
+        gpio = GpioInputs(hub, gpio_config, _gpio_factory(backend), pir_warmup_s=warmup_s)
+
+        display_config = config.display
+        display = DisplayController(
+            hub,
+            display_config,
+            None if display_config.backend == "none" else make_backend(display_config.backend, display_config),
+            tz=tz,
+            run_blocking=run_blocking,
+            state_path=Path(data_dir) / DISPLAY_STATE_FILE,
+        )
+        wall = WallWatch(
+            hub, config.wall, tz=tz, run_blocking=run_blocking, state_path=Path(data_dir) / WALL_STATE_FILE
+        )
+
+        board = cls(
+            config=config,
+            data_dir=data_dir,
+            version=__version__,
+            hub=hub,
+            executor=executor,
+            runner=runner,
+            history=history,
+            readings=readings,
+            laststate=LastStateStore(data_dir),
+            sensors=sensors,
+            gpio=gpio,
+            display=display,
+            wall=wall,
+            mqtt=None,
+            demo=demo,
+            started_monotonic=time.monotonic(),
+        )
+        if config.mqtt is not None:
+            from server.mqtt.feature import MqttFeature  # paho is imported only when MQTT is configured
+
+            board.mqtt = MqttFeature(
+                config.mqtt,
+                hub=hub,
+                readings=readings,
+                executor=executor,
+                data_dir=data_dir,
+                version=__version__,
+                own_sensors=board.own_sensors,
+                display=display,
+                health=board.problems,
+            )
+        return board
+
+    # ------------------------------------------------------------------ running
+
+    async def start(self, restore: bool = True) -> None:
+        """Start in order: last-known values into the declared topics (before anything publishes), the history,
+        the demo world, the inputs and outputs, MQTT, then the sources."""
+        if restore:
+            restored = self.laststate.load_into(self.hub)
+            if restored:
+                log.info("restored %d topics from last-known state (stale until refreshed)", restored)
+        await self.history.open()
+        if self.demo is not None:
+            await self.demo.start(self.history, self.readings, self.gpio)
+        await self.gpio.start()
+        await self.display.start()
+        await self.wall.start()
+        if self.mqtt is not None:
+            await self.mqtt.start()
+        self.runner.start()
+
+    async def stop(self) -> None:
+        """The reverse: MQTT first (no message is taken and acknowledged after the history has closed), the
+        sources, the inputs and outputs, the demo, the history (commits what is queued), the last-known state."""
+        for client in list(self.hub.clients.values()):
+            close = getattr(client, "close", None)
+            if close is not None:
+                close(1001, "server shutting down")
+        steps: list[Callable[[], Any]] = []
+        if self.mqtt is not None:
+            steps.append(self.mqtt.stop)
+        steps += [self.runner.stop, self.wall.stop, self.display.stop, self.gpio.stop, self._close_sensors]
+        if self.demo is not None:
+            steps.append(self.demo.stop)
+        steps.append(self.history.close)
+        for step in steps:
+            try:
+                await step()
+            except Exception:  # keep stopping the rest: a failed flush is logged, not a hang
+                log.exception("stopping: %s failed", getattr(step, "__qualname__", step))
+        blob = self.laststate.snapshot_blob(self.hub)
+        import asyncio
+
+        await asyncio.get_running_loop().run_in_executor(self.executor, self.laststate.save_blob, blob)
+
+    async def _close_sensors(self) -> None:
+        for source in self.sensors:
+            source.close()
+
+    # ------------------------------------------------------------------ health
+
+    def health_sections(self) -> dict[str, HealthCheck]:
+        """/healthz sections beside "sources": each a dict whose "status" other than ok makes it degraded."""
+        sections: dict[str, HealthCheck] = {"history": self.history.health, "wall": self.wall.health}
+        if self.mqtt is not None:
+            sections["mqtt"] = self.mqtt.health
+        return sections
+
+    def problems(self) -> tuple[bool, dict[str, Any]]:
+        """(problem?, attributes): the same verdict as /healthz, for Home Assistant's problem sensor."""
+        problems = [
+            f"{name}: {h['last_error']}" for name, h in sorted(self.runner.health_report().items()) if h["failing"]
+        ]
+        for name, check in sorted(self.health_sections().items()):
+            if name == "mqtt":
+                continue  # we are connected, or nobody would read this
+            try:
+                extra = check()
+            except Exception as err:  # the same rule as /healthz: a broken check is a problem, not a crash
+                problems.append(f"{name}: health check failed: {type(err).__name__}")
+                continue
+            if isinstance(extra, dict) and extra.get("status") not in (None, "ok"):
+                problems.append(f"{name}: {extra.get('error') or extra.get('status')}")
+        status = "degraded" if problems else "ok"
+        return bool(problems), {"status": status, "problems": problems, "version": self.version}
+
+    def own_sensors(self) -> dict[str, tuple[str, tuple[str, ...]]]:
+        """This Pi's sensors (wired and LAN): id → (name, what it measures). MQTT and a leader's are not ours."""
+        from server.mqtt.homeassistant import TYPE_QUANTITIES
+
+        result: dict[str, tuple[str, tuple[str, ...]]] = {}
+        for source in self.sensors:
+            cfg = source.config
+            result[cfg.id] = (cfg.name or cfg.id, TYPE_QUANTITIES.get(cfg.type, ("temperature_c",)))
+        for remote in self.config.remote_sensors:
+            result[remote.id] = (remote.name or remote.id, ("temperature_c",))  # the others once it sends them
+        return result
+
+
+def _open_sensor(spec: dict[str, Any]) -> Any:
+    from sensors import open_sensor
+
+    return open_sensor(spec)
+
+
+def _gpio_factory(kind: str) -> Callable[[], Any]:
+    def make() -> Any:
+        from sensors.gpio import open_backend
+
+        return open_backend(kind)
+
+    return make
+
+
+def _add_remote_sources(config: Config, runner: SourceRunner, data_dir: str, demo: Demo | None) -> None:
+    """A poller for each of sources.weather / departures / strava that the config has (absent: off).
+
+    In demo mode the same sources point at the built-in stand-in: the production code path, other endpoints.
+    """
+    if config.mqtt is not None and config.mqtt.role == "follower":
+        # One set of pollers per household: API limits count per application, not per screen (server/mqtt).
+        log.info("remote sources: none (MQTT follower: they come from %s)", config.mqtt.leader)
+        return
+    tz = zone(config.timezone)
+    urls = demo.urls if demo is not None else {}
+    sources = config.sources
+    if sources.weather is not None:
+        runner.add(WeatherSource(sources.weather, tz, base_url=urls.get("weather")))
+    if sources.departures is not None:
+        runner.add(DeparturesSource(sources.departures, tz, data_dir=data_dir, base_url=urls.get("departures")))
+    if sources.strava is not None:
+        runner.add(
+            StravaSource(
+                sources.strava,
+                tz,
+                data_dir,
+                base_url=urls.get("strava_api"),
+                token_url=urls.get("strava_token"),
+                # A demo run in a real data_dir must not replace the real (rotating) refresh token.
+                token_file_name=DEMO_TOKEN_FILE_NAME if demo is not None else TOKEN_FILE_NAME,
+            )
+        )
+    enabled = [name for name in ("weather", "departures", "strava") if getattr(sources, name) is not None]
+    log.info("remote sources: %s%s", ", ".join(enabled) or "none", " (demo stand-in)" if demo else "")

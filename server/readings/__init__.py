@@ -1,0 +1,1 @@
+"""Readings: the one reading type, its validation and ordering, the history, the LAN ingest."""
