@@ -198,3 +198,45 @@ def test_bare_dollar_name_is_refused(tmp_path: Path) -> None:
 def test_dollar_inside_a_literal_token_is_kept(token: str) -> None:
     cfg = parse_config({"remote_sensors": [{"id": "a", "token": token}]}, env={})
     assert cfg.remote_sensors[0].token == token
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"mqtt": {"keepalive_s": 2}}, "mqtt.keepalive_s: expected 5-65535, got 2"),
+        ({"mqtt": {"follow_max_age_s": 0}}, "mqtt.follow_max_age_s: must be greater than 0, got 0"),
+        ({"wall": {"browser_restarts": -1}}, "wall.browser_restarts: must be 0 or more, got -1"),
+        ({"display": {"brightness_pct": 101}}, "display.brightness_pct: expected 1-100, got 101"),
+        ({"gpio": {"buttons": [{"pin": 99}]}}, "gpio.buttons[0].pin: expected a BCM GPIO number 0-27, got 99"),
+        ({"sensors": [{"id": "a", "type": "sht31", "interval_s": 0}]}, "sensors[0].interval_s: must be greater than 0"),
+        (
+            {"sources": {"weather": {"api_key": "k", "base_url": "api.weatherapi.com"}}},
+            'sources.weather.base_url: expected an http(s) URL, got "api.weatherapi.com"',
+        ),
+        ({"sources": {"departures": {"site_id": 1, "direction": 3}}}, "sources.departures.direction: expected 1 or 2"),
+    ],
+)
+def test_rules_beside_their_fields(doc: object, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(doc, env={})
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_every_default_keeps_its_own_rule() -> None:
+    """A rule lives in the field's metadata; the documented default must satisfy it."""
+    import dataclasses
+
+    from server import config as c
+
+    ruled_fields = 0
+    for cls in vars(c).values():
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            continue
+        for f in dataclasses.fields(cls):
+            rule = f.metadata.get("rule")
+            if rule is None:
+                continue
+            ruled_fields += 1
+            if f.default is not dataclasses.MISSING:
+                rule.check(f.default, f"{cls.__name__}.{f.name}")
+    assert ruled_fields >= 30
