@@ -699,9 +699,8 @@ def read_document(path: str | os.PathLike[str]) -> Any:
     try:
         data = safe_load_unique(text)
     except DuplicateKeyError as err:
-        raise ConfigError(
-            f"{err.path}: written twice in {path} (lines {err.first_line} and {err.line}); keep one"
-        ) from err
+        lines = f"on line {err.line}" if err.first_line == err.line else f"lines {err.first_line} and {err.line}"
+        raise ConfigError(f"{err.path}: written twice in {path} ({lines}); keep one") from err
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
