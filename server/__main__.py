@@ -13,6 +13,7 @@ import threading
 
 from server import __version__
 from server.app import Serving
+from server.checkconfig import check_startable
 from server.config import Config, ConfigError, load_config, replace
 from server.datadir import prepare_data_dir
 from server.homeboard import Homeboard
@@ -112,17 +113,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         cfg = apply_overrides(load_config(args.config, demo=args.demo), args)
+        if args.check_config:
+            check_startable(cfg)  # binds no port, creates no data_dir, calls no API
+        else:
+            prepare_data_dir(cfg.data_dir)
     except ConfigError as err:
         print(f"homeboard: config error: {err}", file=sys.stderr)
         return 2
-    if args.check_config:  # binds no port, creates no data_dir, calls no API
+    if args.check_config:
         print(f"homeboard: config ok: {args.config}")
         return 0
-    try:
-        prepare_data_dir(cfg.data_dir)
-    except ConfigError as err:
-        print(f"homeboard: config error: {err}", file=sys.stderr)
-        return 2
     setup_logging(os.environ.get("HOMEBOARD_LOG_LEVEL", cfg.log_level))
     rc = asyncio.run(serve(cfg))
     stuck = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]

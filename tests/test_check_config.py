@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.conftest import REPO, require_tool
 
 # The secrets the repository's config.yaml refers to.
 REPO_SECRETS = {
@@ -110,3 +110,38 @@ def test_key_written_twice_fails_the_check(tmp_path: Path) -> None:
     proc = check("--config", str(cfg))
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"homeboard: config error: server: written twice in {cfg} (lines 1 and 5); keep one"
+
+
+def test_a_certificate_that_does_not_load_fails_the_check(tmp_path: Path) -> None:
+    """The same line a start prints: the cert and a key that is not its own."""
+    openssl = require_tool("openssl")
+    for name in ("a", "b"):
+        subprocess.run(
+            [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+             "-keyout", str(tmp_path / f"{name}.key"), "-out", str(tmp_path / f"{name}.pem")],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"data_dir: {tmp_path / 'var'}\nserver: {{tls: {{certfile: {tmp_path}/a.pem, keyfile: {tmp_path}/b.key}}}}\n"
+    )
+    checked = check("--config", str(cfg))
+    assert checked.returncode == 2
+    line = checked.stderr.strip()
+    assert line.startswith(f"homeboard: config error: server.tls.certfile/keyfile: cannot use {tmp_path}/a.pem")
+    assert not (tmp_path / "var").exists()
+    started = subprocess.run(
+        [sys.executable, "-m", "server", "--config", str(cfg), "--port", "0"],
+        cwd=REPO,
+        env={k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert started.returncode == 2
+    assert started.stderr.strip() == line
+    # The good pair passes.
+    cfg.write_text(
+        f"data_dir: {tmp_path / 'var'}\nserver: {{tls: {{certfile: {tmp_path}/a.pem, keyfile: {tmp_path}/a.key}}}}\n"
+    )
+    assert check("--config", str(cfg)).returncode == 0
