@@ -117,7 +117,8 @@ def test_a_certificate_that_does_not_load_fails_the_check(tmp_path: Path) -> Non
     openssl = require_tool("openssl")
     for name in ("a", "b"):
         subprocess.run(
-            [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+            [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-days", "2", "-subj", "/CN=127.0.0.1",
              "-keyout", str(tmp_path / f"{name}.key"), "-out", str(tmp_path / f"{name}.pem")],
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip
