@@ -192,9 +192,8 @@ class GpioConfig:
     backend: Literal["auto", "rpi", "emulated"] = "auto"
     pir: PinConfig | None = None
     buttons: tuple[PinConfig, ...] = ()
-    pir_warmup_s: float = ruled(
-        60.0, ge=0
-    )  # a PIR module settles ~1 min after power-up: its edges are ignored until then
+    # A PIR module settles ~1 min after power-up: its edges are ignored until then.
+    pir_warmup_s: float = ruled(60.0, ge=0)
 
 
 DisplayBackendName = Literal["none", "wlopm", "wlr-randr", "cec", "backlight", "xset", "vcgencmd"]
@@ -213,9 +212,8 @@ class DisplayConfig:
     wayland_display: str | None = None  # default: the live wayland-* socket in XDG_RUNTIME_DIR
     command_timeout_s: float = ruled(10.0, **POSITIVE)  # a backend command taking longer is killed and reported
     readback_wait_s: float = ruled(30.0, **POSITIVE)  # a TV may report "in transition" this long after a switch
-    verify_interval_s: float = ruled(
-        60.0, **POSITIVE
-    )  # read the state back this often; switched from outside → switch back
+    # Read the state back this often; switched from outside → switch back.
+    verify_interval_s: float = ruled(60.0, **POSITIVE)
 
 
 @dataclass(frozen=True)
@@ -223,12 +221,10 @@ class WallConfig:
     """The wall watchdog (server/wallwatch.py): what to do when the kiosk page stops sending heartbeats."""
 
     enabled: bool = False  # act on silence (reload, restart browser, reboot); false: only report in /healthz
-    silence_s: float = ruled(
-        120.0, **POSITIVE
-    )  # no heartbeat for this long (the page sends one every 30 s) = the wall is dark
-    startup_grace_s: float = ruled(
-        300.0, **POSITIVE
-    )  # after start-up or screen-on, time for the browser to come up first
+    # No heartbeat for this long (the page sends one every 30 s) = the wall is dark.
+    silence_s: float = ruled(120.0, **POSITIVE)
+    # After start-up or screen-on, time for the browser to come up first.
+    startup_grace_s: float = ruled(300.0, **POSITIVE)
     step_wait_s: float = ruled(120.0, **POSITIVE)  # after each step, wait this long for the page before the next step
     browser_restarts: int = ruled(2, ge=0)  # browser restarts before a reboot is considered
     restart_command: tuple[str, ...] = ("systemctl", "--user", "restart", "homeboard-kiosk.service")
@@ -313,9 +309,8 @@ class MqttConfig:
     role: MqttRole = "standalone"
     leader: str | None = None  # follower: the leader's base topic, e.g. homeboard/kitchen
     share_topics: tuple[str, ...] = ("weather", "departures", "strava", "sensor/*")
-    follow_max_age_s: float | None = ruled(
-        None, **POSITIVE
-    )  # follower: null = each topic's max age as the leader sends it
+    # Follower: null = each topic's max age as the leader sends it.
+    follow_max_age_s: float | None = ruled(None, **POSITIVE)
     sensors: tuple[MqttSensorConfig, ...] = ()
     home_assistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
 
