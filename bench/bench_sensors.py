@@ -31,9 +31,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from server.app import build_services, install_features  # noqa: E402
 from server.config import parse_config  # noqa: E402
-from server.history import History, HistoryReading  # noqa: E402
+from server.history import History  # noqa: E402
+from server.homeboard import Homeboard  # noqa: E402
+from server.readings.reading import Reading  # noqa: E402
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -58,12 +59,10 @@ async def bench_sampling(cycles: int, data_dir: str) -> dict[str, float]:
         },
         env={},
     )
-    services = build_services(config)
-    install_features(services, ("server.sensing",))
-    for hook in services.on_start:
-        await hook()
-    sources = services.extras["sensor_sources"]
-    runner = services.runner
+    board = Homeboard.build(config)
+    await board.history.open()
+    sources = board.sensors
+    runner = board.runner
     loop_ms: list[float] = []
     wall_ms: list[float] = []
     for i in range(cycles + 10):
@@ -74,9 +73,8 @@ async def bench_sampling(cycles: int, data_dir: str) -> dict[str, float]:
             loop_ms.append((cpu1 - cpu0) * 1000)
             wall_ms.append((wall1 - wall0) * 1000)
     failures = sum(h.failures for h in runner.health.values())
-    for hook in services.on_stop:
-        await hook()
-    services.executor.shutdown(wait=True)
+    await board.stop()
+    board.executor.shutdown(wait=True)
     return {
         "loop_ms_median": statistics.median(loop_ms),
         "loop_ms_p99": percentile(loop_ms, 99),
@@ -98,8 +96,8 @@ async def bench_history(data_dir: str, repeats: int = 200) -> dict[str, float]:
     for sensor in ("living_room", "bedroom", "hall", "outdoor"):
         for i in range(7 * 1440):
             t = now - i * 60
-            history.record(HistoryReading(sensor, round(t * 1000), 20 + (i % 50) / 10, 40.0, 1010.0))
-    await history.store(HistoryReading("living_room", round(now * 1000) + 1, 21.0))
+            history.record(Reading(sensor, t, 20 + (i % 50) / 10, 40.0, 1010.0))
+    await history.store(Reading("living_room", now + 0.001, 21.0))
     timings = []
     points = 0
     for _ in range(repeats):

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from server import display as display_mod
+from server import homeboard as homeboard_mod
 from server.display_backends import make_backend
 from server.mqtt.retained import FILE_NAME
 from server.sources.base import SimpleSource, TransientError
@@ -325,7 +325,9 @@ def test_the_display_switch_turns_the_screen_off_and_on_from_home_assistant(
     # The hardware is the one part stood in for: the official touchscreen's backlight, as a sysfs tree.
     dev = _backlight(tmp_path)
     sysfs = str(tmp_path / "sys")
-    monkeypatch.setattr(display_mod, "make_backend", lambda name, config: make_backend(name, config, sysfs_root=sysfs))
+    monkeypatch.setattr(
+        homeboard_mod, "make_backend", lambda name, config: make_backend(name, config, sysfs_root=sysfs)
+    )
     srv = ha_server(tmp_path, broker, display={"backend": "backlight"})
     try:
         topic = "homeassistant/switch/homeboard_wall/display/config"

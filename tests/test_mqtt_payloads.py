@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from server.config import ConfigError, MqttSensorConfig, parse_config
-from server.ingest import IngestError, validate
+from server.ingest import reading_from_body
 from server.mqtt.payloads import (
     PRESET_FIELDS,
     PayloadError,
@@ -21,6 +21,7 @@ from server.mqtt.payloads import (
 )
 from server.mqtt.sensors import _availability, default_availability_topic
 from server.mqtt.share import SharedStateError, matches, parse_shared
+from server.readings.reading import ReadingError
 
 # Recorded shapes (Zigbee2MQTT 1.x for an Aqara WSDCGQ11LM, Tasmota 13 with an AM2301 and a BME280).
 Z2M_AQARA = {
@@ -58,7 +59,7 @@ def z2m(payload: Any, **kw: Any) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def reading_of(body: dict[str, Any]) -> Any:
-    return validate(body, time.time(), 7 * 86400)
+    return reading_from_body("kitchen", body, now_s=time.time(), max_age_s=7 * 86400, source="mqtt:test")
 
 
 def test_zigbee2mqtt_maps_fields_and_keeps_its_last_seen() -> None:
@@ -80,7 +81,7 @@ def test_zigbee2mqtt_without_temperature_or_with_a_string_names_the_field() -> N
     with pytest.raises(PayloadError, match=r'zigbee2mqtt/kitchen: field "temperature" is missing'):
         z2m({"contact": True, "battery": 100})
     body, origin = z2m({"temperature": "21,5"})
-    with pytest.raises(IngestError) as err:
+    with pytest.raises(ReadingError) as err:
         reading_of(body)
     assert explain("zigbee2mqtt/kitchen", err.value, origin) == (
         'zigbee2mqtt/kitchen: field "temperature" → temperature_c: expected a number, got a string'
@@ -105,8 +106,8 @@ def test_broken_json_is_refused_with_a_reason(raw: bytes, message: str | None) -
         with pytest.raises(PayloadError, match=message):
             z2m(raw)
         return
-    body, origin = z2m(raw)  # non-finite numbers parse into markers that validate() refuses by name
-    with pytest.raises(IngestError) as err:
+    body, origin = z2m(raw)  # non-finite numbers parse into markers that the reading path refuses by name
+    with pytest.raises(ReadingError) as err:
         reading_of(body)
     assert "temperature_c" in str(err.value)
     assert "finite" in explain("t", err.value, origin)
@@ -114,7 +115,7 @@ def test_broken_json_is_refused_with_a_reason(raw: bytes, message: str | None) -
 
 def test_implausible_values_go_through_the_same_ranges_as_posted_readings() -> None:
     body, origin = z2m({"temperature": 21.0, "humidity": 140})
-    with pytest.raises(IngestError) as err:
+    with pytest.raises(ReadingError) as err:
         reading_of(body)
     assert explain("zigbee2mqtt/kitchen", err.value, origin) == (
         'zigbee2mqtt/kitchen: field "humidity" → humidity_pct: 140 % is outside the plausible range 0..100 %'

@@ -205,6 +205,13 @@ def test_retained_readings_need_a_time_and_devices_going_offline_show(broker: Br
         assert wait_until(
             lambda: topic_state(srv.url, "sensor/hall")["error"] == "tele/hall/LWT: the device is offline"
         )
+        # Back online: shown as such at once (a sleepy Zigbee sensor's next reading may be an hour away), with
+        # its last reading, which is 2 minutes old and so not stale (max_age_s 3600).
+        dev.publish("zigbee2mqtt/kitchen/availability", json.dumps({"state": "online"}), retain=True)
+        back = wait_until(lambda: (s := topic_state(srv.url, "sensor/kitchen"))["status"] == "ok" and s)
+        assert (back["error"], back["stale"], back["data"]["temperature_c"]) == (None, False, 19.0)
+        dev.publish("tele/hall/LWT", "Online", retain=True)  # never read: waiting again, not "offline"
+        assert wait_until(lambda: topic_state(srv.url, "sensor/hall")["status"] == "waiting")
     finally:
         srv.stop()
         dev.close()

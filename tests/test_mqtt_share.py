@@ -116,7 +116,8 @@ def test_a_follower_refuses_a_broken_message_and_keeps_the_last_good_value(tmp_p
         # Topics it was not told to follow are left alone.
         fake_leader.publish("homeboard/kitchen/topics/display", json.dumps({**good, "error": None}))
         assert wait_until(lambda: health(follower.url)["mqtt"]["messages_received"] >= 5)
-        assert topic_state(follower.url, "display") is None
+        own = topic_state(follower.url, "display")  # every display has its own screen state
+        assert own["data"] != good["data"], "the leader's display state was taken for this display's"
     finally:
         follower.stop()
         fake_leader.close()

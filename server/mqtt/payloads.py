@@ -20,6 +20,7 @@ from typing import Any
 
 from server.config import MqttSensorConfig
 from server.ingest import IngestError, decode_json
+from server.readings.reading import SHOWN
 
 QUANTITIES = ("temperature_c", "humidity_pct", "pressure_hpa", "battery_pct")
 MAX_PAYLOAD_BYTES = 16384
@@ -113,11 +114,17 @@ def parse_json_reading(
             continue
         value = _lookup(doc, path)
         if value is None:
-            if key == "temperature_c":
-                raise PayloadError(f'{topic}: field "{path}" is missing (set temperature_field if it has another name)')
             continue
         body[key] = _time_value(value) if key == "measured_at" else value
         origin[key] = path
+    if not any(key in body for key in SHOWN):
+        # A humidity-only device is fine; one with none of the quantities is a wrong field name or another device.
+        wanted = [path for key, path in fields.items() if key in SHOWN and path]
+        others = f" (nor {', '.join(wanted[1:])})" if len(wanted) > 1 else ""
+        raise PayloadError(
+            f'{topic}: field "{wanted[0] if wanted else "temperature"}" is missing{others}: '
+            "set temperature_field (or humidity_field) if it has another name"
+        )
     return body, origin
 
 
