@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from server.config import parse_config  # noqa: E402
-from server.history import History  # noqa: E402
 from server.homeboard import Homeboard  # noqa: E402
+from server.readings.history import History  # noqa: E402
 from server.readings.reading import Reading  # noqa: E402
 
 
@@ -88,7 +88,7 @@ async def bench_sampling(cycles: int, data_dir: str) -> dict[str, float]:
 
 async def bench_history(data_dir: str, repeats: int = 200) -> dict[str, float]:
     from server.config import HistoryConfig
-    from server.timeutil import zone
+    from server.core.timeutil import zone
 
     history = History(os.path.join(data_dir, "bench-history.sqlite3"), HistoryConfig(), zone("Europe/Stockholm"))
     await history.open()

@@ -14,8 +14,8 @@ import tornado.web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from server.app import Upkeep, build_services, make_app
 from server.config import parse_config
+from server.core.app import Upkeep, build_services, make_app
 
 
 class StartHandler(tornado.web.RequestHandler):

@@ -403,7 +403,7 @@ RCXML
 		change "enable $KIOSK_UNIT for $HB_USER" ln -s "../$KIOSK_UNIT" "$wants"
 	fi
 	put_file "$ROOT/etc/polkit-1/rules.d/50-homeboard.rules" 0644 <<POLKIT || true
-// Written by Homeboard provision.sh: the wall watchdog (server/wallwatch.py) may reboot the Pi as its
+// Written by Homeboard provision.sh: the wall watchdog (server/wall/watch.py) may reboot the Pi as its
 // last step, when the wall page stayed dark through a page reload and browser restarts.
 polkit.addRule(function (action, subject) {
     if ((action.id == "org.freedesktop.login1.reboot" ||

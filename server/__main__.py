@@ -12,13 +12,13 @@ import sys
 import threading
 
 from server import __version__
-from server.app import Serving
-from server.checkconfig import check_startable
 from server.config import Config, ConfigError, load_config, replace
-from server.datadir import prepare_data_dir
+from server.core.app import Serving
+from server.core.checkconfig import check_startable
+from server.core.datadir import prepare_data_dir
+from server.core.sdnotify import Notifier
+from server.core.tls import CertificateError, ReloadingCertificate
 from server.homeboard import Homeboard
-from server.sdnotify import Notifier
-from server.tls import CertificateError, ReloadingCertificate
 
 log = logging.getLogger("server")
 
@@ -63,7 +63,7 @@ def setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # Tornado logs every request at INFO through its own logger; ours (server.app.log_request) replaces it.
+    # Tornado logs every request at INFO through its own logger; ours (server.core.app.log_request) replaces it.
     logging.getLogger("tornado.access").setLevel(logging.WARNING)
 
 

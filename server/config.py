@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-from server.strictyaml import DuplicateKeyError, safe_load_unique
+from server.core.strictyaml import DuplicateKeyError, safe_load_unique
 
 
 class ConfigError(Exception):
@@ -218,7 +218,7 @@ class DisplayConfig:
 
 @dataclass(frozen=True)
 class WallConfig:
-    """The wall watchdog (server/wallwatch.py): what to do when the kiosk page stops sending heartbeats."""
+    """The wall watchdog (server/wall/watch.py): what to do when the kiosk page stops sending heartbeats."""
 
     enabled: bool = False  # act on silence (reload, restart browser, reboot); false: only report in /healthz
     # No heartbeat for this long (the page sends one every 30 s) = the wall is dark.

@@ -18,22 +18,22 @@ from typing import TYPE_CHECKING, Any
 
 from server import __version__
 from server.config import Config
-from server.display import STATE_FILE as DISPLAY_STATE_FILE
-from server.display import DisplayController
-from server.display_backends import make_backend
-from server.history import DB_NAME, History
-from server.hub import Hub
-from server.laststate import LastStateStore
+from server.core.hub import Hub
+from server.core.laststate import LastStateStore
+from server.core.runner import SourceRunner
+from server.core.timeutil import zone
+from server.display.backends import make_backend
+from server.display.controller import STATE_FILE as DISPLAY_STATE_FILE
+from server.display.controller import DisplayController
+from server.readings.history import DB_NAME, History
 from server.readings.path import ReadingPath
-from server.runner import SourceRunner
 from server.sensing.gpio_inputs import GpioInputs
 from server.sensing.sampling import SensorSource
 from server.sources.sl import DeparturesSource
 from server.sources.strava import DEMO_TOKEN_FILE_NAME, TOKEN_FILE_NAME, StravaSource
 from server.sources.weather import WeatherSource
-from server.timeutil import zone
-from server.wallwatch import STATE_FILE as WALL_STATE_FILE
-from server.wallwatch import WallWatch
+from server.wall.watch import STATE_FILE as WALL_STATE_FILE
+from server.wall.watch import WallWatch
 
 if TYPE_CHECKING:
     from server.demo.mode import Demo

@@ -1,4 +1,4 @@
-"""server.atomic: crash-safe replace and the start-up sweep of stray temp files."""
+"""server.core.atomic: crash-safe replace and the start-up sweep of stray temp files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from server.atomic import TEMP_SUFFIX, atomic_write_bytes, sweep_temp_files
+from server.core.atomic import TEMP_SUFFIX, atomic_write_bytes, sweep_temp_files
 
 
 def test_writes_replaces_and_sets_the_mode(tmp_path: Path) -> None:

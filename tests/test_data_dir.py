@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from server.config import ConfigError
-from server.datadir import prepare_data_dir
+from server.core.datadir import prepare_data_dir
 from tests.conftest import IN_CI, REPO, require_tool
 
 

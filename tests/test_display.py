@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from server import display as display_mod
 from server.config import DisplayConfig, parse_config
-from server.display import DisplayController, Motion, decide, in_window, parse_hhmm
-from server.display_backends import (
+from server.core.hub import Hub
+from server.display import controller as display_mod
+from server.display.backends import (
     BacklightBackend,
     Commands,
     DisplayError,
@@ -30,7 +30,7 @@ from server.display_backends import (
     parse_wlopm,
     parse_wlr_randr,
 )
-from server.hub import Hub
+from server.display.controller import DisplayController, Motion, decide, in_window, parse_hhmm
 from tests.conftest import REPO, make_config
 from tests.serverthread import ServerThread
 

@@ -19,7 +19,7 @@ import pytest
 import tornado.httpclient
 
 from server.config import HistoryConfig
-from server.history import DB_NAME, SCHEMA_VERSION, History, HistoryError
+from server.readings.history import DB_NAME, SCHEMA_VERSION, History, HistoryError
 from server.readings.reading import Reading
 from tests.conftest import make_config
 from tests.serverthread import ServerThread

@@ -26,7 +26,7 @@ import tornado.httpclient
 import yaml
 from tornado.websocket import websocket_connect
 
-from server.history import DB_NAME
+from server.readings.history import DB_NAME
 from tests.conftest import REPO, free_port, make_config
 from tests.serverthread import ServerThread
 

@@ -17,7 +17,7 @@ import pytest
 import requests
 import yaml
 
-from server.ingest import FIELDS
+from server.readings.ingest import FIELDS
 from tests.conftest import REPO, require_tool
 from tests.procutil import ServerProcess
 
@@ -112,6 +112,8 @@ def test_the_esphome_example_sends_known_fields() -> None:
 def test_each_answer_in_the_table(server: ServerProcess) -> None:
     table = dict(re.findall(r"^\| `(\d{3})` \| ([^|]+)\|", lan_section(), re.M))
     assert sorted(table) == ["201", "400", "401", "404", "413", "503"]
+    only_battery = post(server, {"battery_pct": 80})
+    assert only_battery.status_code == 400, "the README says a battery level alone is not a reading"
     assert post(server, {"temperature_c": 21.0}).status_code == 201
     bad = post(server, {"temperature_c": 21.0, "humidity_pct": 140})
     assert bad.status_code == 400

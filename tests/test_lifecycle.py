@@ -186,7 +186,7 @@ def test_tls_serves_https_and_wss_and_reloads_a_renewed_certificate(tmp_path: Pa
 
         assert asyncio.run(wss()) == "snapshot"
         # Old protocols are refused: the context the server uses has TLS 1.2 as its floor.
-        from server.tls import ReloadingCertificate
+        from server.core.tls import ReloadingCertificate
 
         assert ReloadingCertificate(str(cert), str(key)).context.minimum_version == ssl.TLSVersion.TLSv1_2
 

@@ -10,7 +10,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from server.history import DB_NAME
+from server.readings.history import DB_NAME
 from tests.conftest import make_config
 from tests.mqttbroker import Broker, Client, health, mqtt_settings, wait_until
 from tests.serverthread import ServerThread

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from server import homeboard as homeboard_mod
-from server.display_backends import make_backend
+from server.display.backends import make_backend
 from server.mqtt.retained import FILE_NAME
 from server.sources.base import SimpleSource, TransientError
 from tests.conftest import make_config

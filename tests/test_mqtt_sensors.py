@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from server.config import parse_config
-from server.history import DB_NAME
+from server.readings.history import DB_NAME
 from tests.conftest import free_port, make_config, require_tool
 from tests.mqttbroker import Broker, Client, Page, get_json, health, mqtt_settings, topic_state, wait_until
 from tests.serverthread import ServerThread

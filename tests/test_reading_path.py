@@ -13,7 +13,7 @@ from typing import Any
 
 import tornado.httpclient
 
-from server.history import DB_NAME, SCHEMA_VERSION
+from server.readings.history import DB_NAME, SCHEMA_VERSION
 from tests.conftest import make_config
 from tests.serverthread import ServerThread
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import tornado.httpclient
 
-from server.runner import BACKOFF_CAP_FACTOR, backoff_delay_s
+from server.core.runner import BACKOFF_CAP_FACTOR, backoff_delay_s
 from server.sources.base import AuthError, RateLimitedError, SimpleSource, TransientError, UnavailableError
 from tests.conftest import make_config
 from tests.serverthread import ServerThread
@@ -159,7 +159,7 @@ def test_failure_logged_once_and_recovery_logged(tmp_path: Path, caplog: pytest.
     try:
         src = SimpleSource("t", fetch, interval_s=3600, topics=("t",))
         srv.call(srv.board.runner.add, src)
-        with caplog.at_level("INFO", logger="server.runner"):
+        with caplog.at_level("INFO", logger="server.core.runner"):
             for _ in range(6):
                 srv.call(srv.board.runner.run_once, src)
         failed = [r for r in caplog.records if "failed" in r.getMessage()]

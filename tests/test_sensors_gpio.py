@@ -17,7 +17,7 @@ import tornado.httpclient
 from sensors.gpio import GpioError, is_raspberry_pi, open_backend
 from sensors.gpio.emulated import EmulatedPins
 from server.config import GpioConfig, PinConfig
-from server.hub import Hub
+from server.core.hub import Hub
 from server.sensing.gpio_inputs import GpioInputs
 from tests.conftest import make_config
 from tests.serverthread import ServerThread

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import tornado.httpclient
 
-from server.timeutil import parse_iso
+from server.core.timeutil import parse_iso
 from tests.conftest import make_config
 from tests.serverthread import ServerThread
 

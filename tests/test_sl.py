@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server.config import DeparturesConfig
+from server.core.jsonutil import dumps
 from server.demo.standin import demo_urls, make_standin_app
-from server.jsonutil import dumps
 from server.sources.base import AuthError, PayloadError, RateLimitedError, TransientError
 from server.sources.sl import DeparturesSource, find_sites, local_to_epoch, parse_departures
 from tests.conftest import REPO

@@ -27,9 +27,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server.config import StravaConfig
+from server.core.jsonutil import dumps
 from server.demo import world
 from server.demo.standin import demo_urls, make_standin_app
-from server.jsonutil import dumps
 from server.sources.base import AuthError, PayloadError, RateLimitedError, TransientError
 from server.sources.strava import (
     REAUTH_MESSAGE,

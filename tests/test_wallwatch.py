@@ -15,8 +15,8 @@ import pytest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from server.config import WallConfig
-from server.hub import Hub
-from server.wallwatch import WallWatch
+from server.core.hub import Hub
+from server.wall.watch import WallWatch
 from tests.conftest import make_config
 from tests.serverthread import ServerThread
 

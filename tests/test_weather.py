@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server.config import WeatherConfig
+from server.core.jsonutil import dumps
 from server.demo.standin import demo_urls, make_standin_app
-from server.jsonutil import dumps
 from server.sources.base import AuthError, PayloadError, RateLimitedError, TransientError
 from server.sources.weather import ICON_NAMES, KNOWN_CODES, WeatherSource, icon_name, parse_forecast
 from tests.fakeapi import JSON_VALUES, FakeApi, Reply, json_paths, replace_at, serve_app

@@ -32,7 +32,7 @@ from server.config import (
     WeatherConfig,
     replace,
 )
-from server.history import History, HistoryError
+from server.readings.history import History, HistoryError
 from server.readings.path import ReadingPath
 from server.readings.reading import Reading, make_reading
 from server.sensing.gpio_inputs import GpioInputs
@@ -153,7 +153,12 @@ class Demo:
         """The configured LAN sensors report, through the path a real POST takes."""
         for sensor in sensors:
             temperature_c, humidity_pct, _ = self.climate(sensor.id).sample()
-            values = {"temperature_c": temperature_c, "humidity_pct": humidity_pct, "battery_pct": 87.0}
+            # Sent as a real device sends them: one decimal, its battery level.
+            values = {
+                "temperature_c": round(temperature_c, 1),
+                "humidity_pct": round(humidity_pct, 1),
+                "battery_pct": 87,
+            }
             now = time.time()
             reading = make_reading(
                 sensor.id, values, measured_at_s=now, now_s=now, max_age_s=BACKFILL_S, source="lan (demo)"

@@ -26,8 +26,8 @@ from urllib.parse import urlencode
 
 import tornado.web
 
+from server.core.jsonutil import dumps
 from server.demo import world
-from server.jsonutil import dumps
 
 ACCESS_TOKEN_LIFETIME_S = 6 * 3600  # "Access tokens expire six hours after they are created"
 

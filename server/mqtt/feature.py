@@ -11,8 +11,8 @@ from typing import Any
 from tornado.ioloop import PeriodicCallback
 
 from server.config import MqttConfig
-from server.display import DisplayController
-from server.hub import Hub
+from server.core.hub import Hub
+from server.display.controller import DisplayController
 from server.mqtt.homeassistant import HomeAssistantBridge
 from server.mqtt.link import MqttLink
 from server.mqtt.retained import RetainedRecord

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from server.config import MqttConfig
-from server.hub import Hub, TopicState
-from server.jsonutil import dumpb
+from server.core.hub import Hub, TopicState
+from server.core.jsonutil import dumpb
 from server.mqtt.link import STATUS_OFFLINE, STATUS_ONLINE, Inbound, MqttLink
 from server.mqtt.retained import RetainedRecord
 
@@ -154,7 +154,7 @@ class HomeAssistantBridge:
         self.record = record
         self.version = version
         self.own_sensors = own_sensors  # sensor id → (name, quantities its type measures): this Pi's and LAN ones
-        self.display = display  # the display controller (server/display.py), or None
+        self.display = display  # the display controller (server/display/controller.py), or None
         self.health = health
         self.base = config.base
         self._last_health: bytes | None = None

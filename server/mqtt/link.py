@@ -24,7 +24,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from server.config import MqttConfig
-from server.timeutil import iso
+from server.core.timeutil import iso
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from server.atomic import atomic_write_bytes
-from server.jsonutil import dumpb
+from server.core.atomic import atomic_write_bytes
+from server.core.jsonutil import dumpb
 
 log = logging.getLogger(__name__)
 

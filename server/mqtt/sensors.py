@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.config import MqttSensorConfig
-from server.history import HistoryError
-from server.ingest import reading_from_body
+from server.core.timeutil import iso
 from server.mqtt.link import Inbound, MqttLink
 from server.mqtt.payloads import (
     PRESET_FIELDS,
@@ -29,9 +28,10 @@ from server.mqtt.payloads import (
     parse_number,
     parse_tasmota_reading,
 )
+from server.readings.history import HistoryError
+from server.readings.ingest import reading_from_body
 from server.readings.path import ReadingPath
 from server.readings.reading import ReadingError
-from server.timeutil import iso
 
 log = logging.getLogger(__name__)
 

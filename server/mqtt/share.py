@@ -16,13 +16,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from server.hub import WAITING, Hub, TopicState
-from server.jsonutil import dumpb
+from server.core.hub import WAITING, Hub, TopicState
+from server.core.jsonutil import dumpb
+from server.core.timeutil import parse_iso
 from server.mqtt.link import STATUS_OFFLINE, STATUS_ONLINE, Inbound, MqttLink
 from server.mqtt.retained import RetainedRecord
 from server.readings.path import ReadingPath
 from server.readings.reading import QUANTITIES, Reading, ReadingError, make_reading
-from server.timeutil import parse_iso
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from server.history import History
-from server.hub import Hub
+from server.core.hub import Hub
+from server.readings.history import History
 from server.readings.reading import Reading
 
 log = logging.getLogger(__name__)

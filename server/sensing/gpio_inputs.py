@@ -15,8 +15,8 @@ from typing import Any
 from tornado.ioloop import IOLoop
 
 from server.config import GpioConfig, PinConfig
-from server.hub import Hub
-from server.timeutil import iso
+from server.core.hub import Hub
+from server.core.timeutil import iso
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from server.atomic import atomic_write_bytes
 from server.config import DeparturesConfig
+from server.core.atomic import atomic_write_bytes
 from server.sources.base import AuthError, SourceError, stale_after_s
 from server.sources.fields import Reader
 from server.sources.http import HttpClient, upstream_text

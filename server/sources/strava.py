@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.atomic import atomic_write_bytes, sweep_temp_files
 from server.config import StravaConfig
+from server.core.atomic import atomic_write_bytes, sweep_temp_files
 from server.sources.base import AuthError, RateLimitedError, SourceError, TransientError, stale_after_s
 from server.sources.fields import Reader
 from server.sources.http import HttpClient, HttpResponse, upstream_text

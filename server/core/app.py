@@ -14,8 +14,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
-from server.display import DisplayHandler
-from server.handlers import (
+from server.core.handlers import (
     ConfigHandler,
     DebugBlockHandler,
     HealthHandler,
@@ -24,14 +23,15 @@ from server.handlers import (
     PageStaticHandler,
     StateHandler,
 )
-from server.history import history_handler
+from server.core.ws import LiveSocket
+from server.display.controller import DisplayHandler
 from server.homeboard import Homeboard
-from server.ingest import IngestHandler
-from server.ws import LiveSocket
+from server.readings.history import history_handler
+from server.readings.ingest import IngestHandler
 
 log = logging.getLogger(__name__)
 
-KIOSK_DIR = Path(__file__).resolve().parent.parent / "kiosk"
+KIOSK_DIR = Path(__file__).resolve().parents[2] / "kiosk"
 
 LAST_STATE_SAVE_S = 10.0
 MAX_INCOMING_WS_BYTES = 4096

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import tornado.web
 
-from server.jsonutil import dumpb
-from server.metrics import render_metrics
+from server.core.jsonutil import dumpb
+from server.core.metrics import render_metrics
 
 if TYPE_CHECKING:
     from server.homeboard import Homeboard

@@ -24,12 +24,12 @@ from typing import Any
 
 from tornado.ioloop import PeriodicCallback
 
-from server.atomic import atomic_write_bytes
-from server.commands import command_env, run_command
 from server.config import WallConfig
-from server.hub import Hub, TopicState
-from server.jsonutil import dumpb
-from server.timeutil import iso
+from server.core.atomic import atomic_write_bytes
+from server.core.commands import command_env, run_command
+from server.core.hub import Hub, TopicState
+from server.core.jsonutil import dumpb
+from server.core.timeutil import iso
 
 log = logging.getLogger(__name__)
 

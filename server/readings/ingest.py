@@ -19,11 +19,11 @@ from typing import Any
 import tornado.web
 
 from server.config import RemoteSensorConfig
-from server.handlers import BaseHandler
-from server.history import HistoryError
+from server.core.handlers import BaseHandler
+from server.core.timeutil import parse_iso
+from server.readings.history import HistoryError
 from server.readings.path import ReadingPath
 from server.readings.reading import QUANTITIES, Reading, ReadingError, iso_time, make_reading
-from server.timeutil import parse_iso
 
 MAX_BODY_BYTES = 4096
 # An authorized but too large body is drained up to this size before the 413, so the client reads the answer

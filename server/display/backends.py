@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
-from server.commands import command_env, run_command
 from server.config import DisplayConfig
+from server.core.commands import command_env, run_command
 
 BACKEND_NAMES = ("wlopm", "wlr-randr", "cec", "backlight", "xset", "vcgencmd")
 PACKAGES = {"wlopm": "wlopm", "wlr-randr": "wlr-randr", "cec-ctl": "v4l-utils", "xset": "x11-xserver-utils"}

@@ -8,9 +8,9 @@ import math
 import os
 from typing import Any
 
-from server.atomic import atomic_write_bytes, sweep_temp_files
-from server.hub import Hub
-from server.jsonutil import dumpb
+from server.core.atomic import atomic_write_bytes, sweep_temp_files
+from server.core.hub import Hub
+from server.core.jsonutil import dumpb
 
 log = logging.getLogger(__name__)
 

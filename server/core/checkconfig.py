@@ -4,7 +4,7 @@ without the start's side effects (no port, no data_dir, no API call, no thread).
 from __future__ import annotations
 
 from server.config import Config, ConfigError
-from server.tls import CertificateError, ReloadingCertificate
+from server.core.tls import CertificateError, ReloadingCertificate
 
 
 def check_startable(cfg: Config) -> None:

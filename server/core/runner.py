@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from server.hub import Hub
+from server.core.hub import Hub
+from server.core.timeutil import iso
 from server.sources.base import Source, SourceError
-from server.timeutil import iso
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol13
 
-from server.hub import Hub, Message
+from server.core.hub import Hub, Message
 
 log = logging.getLogger(__name__)
 

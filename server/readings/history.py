@@ -570,7 +570,7 @@ class History:
 
 
 def _parse_time_arg(name: str, text: str | None, default: float) -> float:
-    from server.timeutil import parse_iso
+    from server.core.timeutil import parse_iso
 
     if text is None or text == "":
         return default
@@ -585,7 +585,7 @@ def _parse_time_arg(name: str, text: str | None, default: float) -> float:
 
 def history_handler() -> type:
     """The GET /api/sensors/{id}/history handler class (built lazily: tornado is only needed by the server)."""
-    from server.handlers import BaseHandler
+    from server.core.handlers import BaseHandler
 
     class HistoryHandler(BaseHandler):
         def initialize(self, history: History, knows: Callable[[str], bool], clock: Callable[[], float]) -> None:

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from server.jsonutil import dumpb
-from server.timeutil import iso
+from server.core.jsonutil import dumpb
+from server.core.timeutil import iso
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Message:
 
 
 class Client(Protocol):
-    """A live connection as the hub sees it (server.ws.LiveSocket)."""
+    """A live connection as the hub sees it (server.core.ws.LiveSocket)."""
 
     client_id: int
     role: str

@@ -31,12 +31,12 @@ from typing import Any
 
 from tornado.ioloop import PeriodicCallback
 
-from server.atomic import atomic_write_bytes
 from server.config import DisplayConfig
-from server.display_backends import BACKEND_NAMES, Backend, DisplayError, make_backend
-from server.handlers import BaseHandler
-from server.hub import WAITING, Hub, TopicState
-from server.jsonutil import dumpb
+from server.core.atomic import atomic_write_bytes
+from server.core.handlers import BaseHandler
+from server.core.hub import WAITING, Hub, TopicState
+from server.core.jsonutil import dumpb
+from server.display.backends import BACKEND_NAMES, Backend, DisplayError, make_backend
 
 log = logging.getLogger(__name__)
 
