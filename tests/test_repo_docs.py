@@ -36,3 +36,13 @@ def test_every_docs_page_named_exists() -> None:
     assert "docs/mqtt.md" in named  # config.yaml's pointer for the MQTT set-ups
     missing = sorted(p for p in named if not (REPO / p).is_file())
     assert missing == []
+
+
+def test_readme_sections_named_in_config_yaml_exist() -> None:
+    named = re.findall(r'README, "([^"]+)"', (REPO / "config.yaml").read_text())
+    assert named, "config.yaml points at README sections"
+    headings = [
+        line.lstrip("#").strip() for line in (REPO / "README.md").read_text().splitlines() if line.startswith("#")
+    ]
+    for name in named:
+        assert any(name in h for h in headings), f'config.yaml points at README "{name}", which has no such section'
