@@ -210,7 +210,7 @@ def test_silence_below_the_page_heartbeat_is_a_config_error(tmp_path: Path) -> N
     with pytest.raises(ConfigError) as err:
         make_config(tmp_path, wall={"silence_s": 20})
     assert str(err.value) == (
-        "wall.silence_s: must be at least 30 (the page sends a heartbeat every 30 s; less restarts a healthy wall), "
+        "wall.silence_s: must be 30 or more (the page sends a heartbeat every 30 s; less restarts a healthy wall), "
         "got 20"
     )
     assert make_config(tmp_path, wall={"silence_s": 30}).wall.silence_s == 30

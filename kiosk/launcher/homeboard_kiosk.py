@@ -56,7 +56,7 @@ DISABLED_FEATURES = (
 )
 
 # Flags for a wall nobody stands at: no dialog, bubble, bar, nag, scrollbar or first-run page, ever.
-# Sources: FullPageOS, freddanastrom/rpi-kiosk and other Raspberry Pi kiosk projects.
+# Sources: FullPageOS (guysoft/FullPageOS, start_chromium_browser) and freddanastrom/rpi-kiosk, checked on Bookworm.
 BASE_FLAGS = (
     "--kiosk",
     "--start-maximized",  # Wayfire drew --kiosk as a 1-px line without it (bookworm-feedback #31)
