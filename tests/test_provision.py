@@ -526,7 +526,7 @@ def test_first_run_installs_a_working_wall(sandbox: Sandbox) -> None:
 
     # The files, as the units and the server expect them.
     opt = root / "opt" / "homeboard"
-    assert (opt / "server" / "app.py").read_bytes() == (sandbox.repo / "server" / "app.py").read_bytes()
+    assert (opt / "server" / "__main__.py").read_bytes() == (sandbox.repo / "server" / "__main__.py").read_bytes()
     assert not (opt / "tests").exists()
     assert not (opt / ".git").exists()
     assert os.access(opt / ".venv" / "bin" / "python", os.X_OK)
@@ -716,17 +716,17 @@ def test_secrets_in_comments_are_not_asked_for(sandbox: Sandbox) -> None:
     assert sandbox.first is not None
     out = sandbox.first.stdout + sandbox.first.stderr
     assert "COMMENTED_OUT" not in out  # the sandbox config names it in a comment only
-    # The stock config.yaml: whole-line and end-of-line comments name ${DISPLAY_TOKEN}, ${MQTT_PASSWORD}
-    # and ${NAME}; only the values count.
+    # The stock config.yaml: whole-line and end-of-line comments name ${DISPLAY_TOKEN}, ${MQTT_PASSWORD},
+    # ${STRAVA_REFRESH_TOKEN} and ${NAME}; only the values count.
     run = subprocess.run(
         [sys.executable, str(REPO / "provisioning" / "secret_names.py"), str(REPO / "config.yaml")],
         capture_output=True,
         text=True,
         check=True,
     )
-    assert run.stdout.split() == ["BALCONY_TOKEN", "STRAVA_CLIENT_SECRET", "STRAVA_REFRESH_TOKEN", "WEATHERAPI_KEY"]
+    assert run.stdout.split() == ["BALCONY_TOKEN", "STRAVA_CLIENT_SECRET", "WEATHERAPI_KEY"]
     text = (REPO / "config.yaml").read_text()
-    for commented in ("DISPLAY_TOKEN", "MQTT_PASSWORD", "NAME"):
+    for commented in ("DISPLAY_TOKEN", "MQTT_PASSWORD", "NAME", "STRAVA_REFRESH_TOKEN"):
         assert f"${{{commented}}}" in text  # still there, in comments
 
 

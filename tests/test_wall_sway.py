@@ -13,6 +13,7 @@ and written to tests/artifacts/wall-timings.json.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import pwd
@@ -36,7 +37,7 @@ from tests.conftest import REPO, free_port, require_tool
 
 TIMINGS = REPO / "tests" / "artifacts" / "wall-timings.json"
 SILENCE_S = 35  # the smallest the config allows is the page's 30 s heartbeat; a little margin above it
-STEP_WAIT_S = 45  # longer than a browser start under load: one restart, then the heartbeat
+STEP_WAIT_S = 30  # longer than a browser start under load (17 s seen on a busy 2-core machine)
 KIOSK = "homeboard-kiosk"
 
 
@@ -127,6 +128,16 @@ def _blank(width: int, height: int, rgb: bytes) -> bool:
     assert len(rgb) == width * height * 3
     colours = Counter(rgb[i : i + 3] for i in range(0, len(rgb), 3))
     return len(colours) < 50
+
+
+def _shows_the_page(wall: Wall, timeout_s: float = 20) -> bool:
+    """The first heartbeat can come before the window is mapped: give the compositor a moment."""
+    deadline = time.monotonic() + timeout_s
+    while _blank(*wall.screenshot()):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
 
 
 def _account() -> tuple[int, int]:
@@ -317,16 +328,15 @@ def test_2_a_killed_browser_comes_back_with_its_profile_repaired(wall: Wall) -> 
     after = wall.kiosk_log()[log_size:]
     assert "profile: repaired exit_type='Crashed' → 'Normal'" in after
     assert "removed a stale profile lock" in after
-    assert not _blank(*wall.screenshot())
+    assert _shows_the_page(wall)
 
 
 def _escalate(wall: Wall, mode: str) -> list[dict[str, Any]]:
     """Freeze the page's renderer: no heartbeats. The watchdog asks for a reload (the frozen page cannot),
-    then restarts the browser; the new page's heartbeat ends it."""
+    then restarts the browser; the new page's heartbeat ends it. The silence counts from the last heartbeat,
+    up to 30 s before the freeze: "freeze to recovered" varies by that much, "restart to heartbeat" not."""
     (wall.base / "restart-mode").write_text(mode)
     history_before = len(wall.health()["wall"]["history"])
-    # Right after a heartbeat, so the silence the watchdog sees is the whole freeze.
-    wall.wait_heartbeat_after(wall.last_heartbeat(), 40)
     frozen = wall.renderer_pids()
     assert frozen
     started = time.monotonic()
@@ -338,30 +348,41 @@ def _escalate(wall: Wall, mode: str) -> list[dict[str, Any]]:
 
     _wait(recovered, SILENCE_S + 2 * STEP_WAIT_S + 90, f"recovery after a {mode} restart")
     wall.timings[f"{mode} restart: freeze to recovered s"] = round(time.monotonic() - started, 1)
+    history = wall.health()["wall"]["history"][history_before:]
+    at = {h["step"]: dt.datetime.fromisoformat(h["at"]) for h in reversed(history)}  # the first of each
+    wall.timings[f"{mode} restart: restart to heartbeat s"] = (at["recovered"] - at["restart_browser"]).seconds
     for pid in frozen:  # whatever the restart left of them
         try:
             os.kill(pid, signal.SIGCONT)
         except ProcessLookupError:
             pass
-    return wall.health()["wall"]["history"][history_before:]
+    return history
+
+
+def _in_order(history: list[dict[str, Any]]) -> None:
+    """reload, then the browser restart(s) — each recorded before its command ran — then recovered, last."""
+    steps = [h["step"] for h in history]
+    assert steps[0] == "reload", history
+    assert steps[-1] == "recovered", history
+    assert set(steps[1:-1]) == {"restart_browser"}, history
+    assert history[1]["detail"].startswith("attempt 1: "), history
+    assert history[-1]["detail"] == "the wall page is back (last step: restart_browser)"
+    assert all(not h.get("failed") for h in history), history
 
 
 def test_3_escalation_with_a_non_blocking_restart_command(wall: Wall) -> None:
     history = _escalate(wall, "background")
-    assert [h["step"] for h in history] == ["reload", "restart_browser", "recovered"], history
-    assert history[1]["detail"].startswith("attempt 1: ")
-    assert history[2]["detail"] == "the wall page is back (last step: restart_browser)"
+    _in_order(history)
     assert wall.health()["wall"]["escalation"] == "none"
-    assert not _blank(*wall.screenshot())
+    assert _shows_the_page(wall)
 
 
 def test_4_escalation_with_a_restart_command_that_blocks_until_the_browser_is_up(wall: Wall) -> None:
     history = _escalate(wall, "blocking")
-    # The heartbeat may arrive while supervisorctl still waits: the history keeps its order all the same.
-    steps = [h["step"] for h in history]
-    assert steps[:3] == ["reload", "restart_browser", "recovered"], history
-    assert history[1]["detail"].startswith("attempt 1: ")
-    assert history[2]["detail"] == "the wall page is back (last step: restart_browser)"
-    assert all(not h.get("failed") for h in history), history
+    # The heartbeat may arrive while supervisorctl still waits: the history keeps its order all the same,
+    # and nothing is recorded after "recovered" (the old code logged the restart late, with attempt 0).
+    _in_order(history)
+    time.sleep(7)  # supervisorctl returns once the browser has run startsecs=5: after the recovery
+    assert wall.health()["wall"]["history"][-1]["step"] == "recovered"
     assert wall.health()["wall"]["browser_restarts"] == 0  # the counter was reset by the recovery, once
-    assert not _blank(*wall.screenshot())
+    assert _shows_the_page(wall)
