@@ -435,9 +435,10 @@ remote_secrets() {
 # homeboard-wall.service starts it) and the browser unit. Also the polkit rule for the wall watchdog's
 # last-resort reboot, and backlight permissions.
 remote_session() {
-	local own="$HB_USER:$HB_USER" d wants
+	local own="$HB_USER:$HB_USER" d wants compositor=labwc
+	if [ "$FLAVOR" = debian ]; then compositor=sway; fi
 	if [ "$DRY" = 0 ]; then
-		for d in "$HB_HOME/.config" "$HB_HOME/.config/labwc" "$HB_HOME/.config/sway" "$HB_HOME/.config/systemd" \
+		for d in "$HB_HOME/.config" "$HB_HOME/.config/$compositor" "$HB_HOME/.config/systemd" \
 			"$HB_HOME/.config/systemd/user" "$HB_HOME/.config/systemd/user/default.target.wants"; do
 			if [ ! -d "$d" ]; then
 				mkdir -p "$d"
@@ -755,7 +756,11 @@ PY
 	backend=$("$OPT/.venv/bin/python" -c 'import sys, yaml; print(((yaml.safe_load(open(sys.argv[1])) or {}).get("display") or {}).get("backend", "none"))' "$ETC/config.yaml" 2>/dev/null || echo unknown)
 	case "$backend" in
 	vcgencmd) warn "display.backend is vcgencmd, which does nothing on Bookworm (KMS) → use wlopm" ;;
-	none) warn "display.backend is none: the screen is never switched off → wlopm (HDMI), cec (TV) or backlight (DSI); try: $OPT/.venv/bin/python -m server.display probe" ;;
+	none)
+		local hdmi=wlopm
+		if [ "$FLAVOR" = debian ]; then hdmi=wlr-randr; fi
+		warn "display.backend is none: the screen is never switched off → $hdmi (HDMI), cec (TV) or backlight (DSI); try: $OPT/.venv/bin/python -m server.display probe"
+		;;
 	*) ok "display backend: $backend" ;;
 	esac
 

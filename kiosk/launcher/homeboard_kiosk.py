@@ -307,7 +307,7 @@ def resolve_platform(
 ) -> tuple[str, dict[str, str]]:
     """Pick wayland / x11 / headless and the environment for it, waiting for the compositor if needed.
 
-    wait_s = 0 waits for ever: at boot the browser unit may start before labwc has created its socket.
+    wait_s = 0 waits for ever: at boot the browser unit may start before the compositor has created its socket.
     """
     if requested == "headless":
         return "headless", {}
@@ -330,7 +330,7 @@ def resolve_platform(
             raise LauncherError(
                 f"no display after {wait_s:.0f} s: no live wayland-* socket in {runtime_dir}"
                 + (" and DISPLAY is not set" if requested == "auto" else "")
-                + " (is labwc running for this user? see: provision.sh doctor)"
+                + " (is the wall session running? sudo systemctl status homeboard-wall; provision.sh doctor)"
             )
         if not logged or now - last_log >= LOG_EVERY_S:
             log.info("waiting for the display (Wayland socket in %s)", runtime_dir)
