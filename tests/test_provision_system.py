@@ -259,3 +259,28 @@ def test_7_doctor_reports_the_real_wall_state(system: System) -> None:
     assert re.search(r"FAIL  wall session: homeboard-wall.service is inactive.*no console /dev/tty1", run.stdout)
     assert "getty@tty1.service also runs" not in run.stdout
     assert run.returncode == 1
+
+
+def test_8_the_wall_session_restarts_for_ever(system: System) -> None:
+    """The installed unit, with only its start made to fail fast: far past systemd's default start limit
+    (5 in 10 s, where greetd gave up) it is still restarting, never "failed"."""
+    dropin = "/etc/systemd/system/homeboard-wall.service.d/90-test-fails.conf"
+    system.sh(
+        "sudo mkdir -p /etc/systemd/system/homeboard-wall.service.d && printf '"
+        "[Unit]\\nConditionPathExists=\\n[Service]\\nTTYPath=\\nStandardInput=null\\nPAMName=\\n"
+        "ExecStart=\\nExecStart=/bin/false\\nRestartSec=200ms\\n' | sudo tee " + dropin + " >/dev/null"
+        " && sudo systemctl daemon-reload && sudo systemctl reset-failed homeboard-wall.service"
+        " && sudo systemctl restart homeboard-wall.service || true"
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while int(system.show("homeboard-wall.service", "NRestarts") or 0) < 15:
+            assert time.monotonic() < deadline, system.sh("systemctl status homeboard-wall.service --no-pager || true")
+            time.sleep(0.5)
+        assert system.sh("systemctl is-active homeboard-wall.service || true") in ("activating", "active")
+        assert system.show("homeboard-wall.service", "Result") != "start-limit-hit"
+    finally:
+        system.sh(
+            f"sudo rm -f {dropin} && sudo systemctl daemon-reload && sudo systemctl stop homeboard-wall.service"
+            " && sudo systemctl reset-failed homeboard-wall.service || true"
+        )
