@@ -248,8 +248,9 @@ PAGE_WIDGETS = ("clock", "weather", "departures", "sensors", "forecast", "strava
 @dataclass(frozen=True)
 class PageConfig:
     title: str = "Homeboard"
-    locale: str = "sv-SE"
-    clock_24h: bool = True
+    locale: str = "sv-SE"  # BCP 47: the page's words, number and date formats, and the weather texts' language
+    units: Literal["metric", "imperial"] = "metric"  # imperial: °F, mph, miles, feet
+    clock_24h: bool = True  # false: "2:52 PM"
     night_from: str | None = "22:00"  # dimmed theme from/until, local time
     night_until: str | None = "06:30"
     widgets: tuple[str, ...] = ("clock", "weather", "departures", "sensors", "forecast", "strava")
@@ -351,6 +352,7 @@ class Config:
 
 # ---------------------------------------------------------------- loading
 
+_LOCALE_RE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")  # BCP 47, as far as a typo check needs
 _SECRET_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # A whole value written `$NAME`, the shell's spelling: meant as a reference, but only ${NAME} is one. A `$`
 # inside a longer value (a token like "ab$cd", a bcrypt-style "$2b$...") is left alone.
@@ -575,6 +577,8 @@ def _check(cfg: Config) -> None:
     _check_display(cfg.display, cfg.wall)
     if cfg.display.motion_timeout_min > 0 and cfg.gpio.pir is None:
         raise ConfigError("display.motion_timeout_min: needs a PIR to see motion (set gpio.pir), or set it to 0")
+    if not _LOCALE_RE.fullmatch(cfg.page.locale):
+        raise ConfigError(f"page.locale: expected a language tag like sv-SE or en-US, got {_describe(cfg.page.locale)}")
     for key in ("night_from", "night_until", "reload_at"):
         _check_hhmm(getattr(cfg.page, key), f"page.{key}")
     for key in ("widgets", "large"):

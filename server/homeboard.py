@@ -273,7 +273,7 @@ def _add_remote_sources(config: Config, runner: SourceRunner, data_dir: str, dem
     urls = demo.urls if demo is not None else {}
     sources = config.sources
     if sources.weather is not None:
-        runner.add(WeatherSource(sources.weather, tz, base_url=urls.get("weather")))
+        runner.add(WeatherSource(sources.weather, tz, base_url=urls.get("weather"), locale=config.page.locale))
     if sources.departures is not None:
         runner.add(DeparturesSource(sources.departures, tz, data_dir=data_dir, base_url=urls.get("departures")))
     if sources.strava is not None:

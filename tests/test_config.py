@@ -61,6 +61,8 @@ WEATHER = {"api_key": "k", "query": "Stockholm"}
         ),
         ({"sources": {"weather": {**WEATHER, "interval_s": 0}}}, "sources.weather.interval_s: must be greater than 0"),
         ([1, 2], "(top level): expected a mapping, got a list"),
+        ({"page": {"units": "furlongs"}}, 'page.units: expected one of metric, imperial, got "furlongs"'),
+        ({"page": {"locale": "Swedish please"}}, 'page.locale: expected a language tag like sv-SE or en-US, got "Swed'),
     ],
 )
 def test_each_config_error_names_its_key(doc: object, message: str) -> None:

@@ -134,8 +134,9 @@ def test_broken_payloads_show_an_error_naming_the_field_and_nothing_stops(srv: S
             "Expecting property name enclosed in double quotes (line 1, column 2)",
         ),
         (
-            json.dumps({"humidity": 40}).encode(),
-            'zigbee2mqtt/kitchen: field "temperature" is missing (set temperature_field if it has another name)',
+            json.dumps({"battery": 40}).encode(),  # a humidity-only device is fine; no quantity at all is not
+            'zigbee2mqtt/kitchen: field "temperature" is missing (nor humidity, pressure): '
+            "set temperature_field (or humidity_field) if it has another name",
         ),
         (
             json.dumps({"temperature": "hot"}).encode(),

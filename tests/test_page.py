@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import math
 import re
 import threading
 import time
@@ -20,7 +21,10 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from tornado.netutil import bind_sockets
 
+from server.demo import world
+from server.demo.standin import make_standin_app
 from tests.browser import ARTIFACTS, HomeboardProcess, KioskStandin, PageProbe, launch
+from tests.fakeapi import FakeApi, Reply, serve_app
 
 TZ = ZoneInfo("Europe/Stockholm")
 TOKEN = "test-ingest-token-0123456789"
@@ -261,10 +265,12 @@ def test_server_down_shows_banner_then_recovers_without_reload(tmp_path: Path, p
 
 
 class StravaStandin:
-    """Strava's token endpoint and activity list in their real formats, with names the test chooses."""
+    """Strava's token endpoint and activity list in their real formats, with names (and distance) the test chooses."""
 
-    def __init__(self, names: list[str]) -> None:
+    def __init__(self, names: list[str], *, distance_m: float = 5000.0, sport: str = "Run") -> None:
         self.names = names
+        self.distance_m = distance_m
+        self.sport = sport
         self.port = 0
         self._loop: IOLoop | None = None
         self._ready = threading.Event()
@@ -295,11 +301,11 @@ class StravaStandin:
                         {
                             "id": 900 + i,
                             "name": name,
-                            "type": "Run",
-                            "sport_type": "Run",
+                            "type": standin.sport,
+                            "sport_type": standin.sport,
                             "start_date": (now - dt.timedelta(hours=2 + i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
                             "start_date_local": (now - dt.timedelta(hours=2 + i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                            "distance": 5000.0 + i,
+                            "distance": standin.distance_m + i,
                             "moving_time": 1500,
                             "elapsed_time": 1600,
                             "total_elevation_gain": 12.0,
@@ -334,8 +340,19 @@ class StravaStandin:
             self._thread.join(10)
 
 
+def hostile_departures(_request: Any) -> Reply:
+    """SL's departures answer (the demo's timetable, now) with markup in the deviation texts."""
+    payload = world.departures_payload(9192, time.time())
+    for dep in payload["departures"]:
+        dep["deviations"] = [{"importance_level": 5, "consequence": "INFORMATION", "message": XSS}]
+    payload["stop_deviations"][0]["message"] = "Hissen <b>ur funktion</b> & <script>window.__xss=3</script>"
+    return Reply(200, payload)
+
+
 def test_third_party_strings_render_as_text_and_run_nothing(tmp_path: Path, page_probe: Any) -> None:
     strava = StravaStandin([XSS, "</script><script>window.__xss=2</script>", "\u202eevil.exe"]).start()
+    sl = FakeApi().start()
+    sl.route("/v1/sites/9192/departures", hostile_departures)
     base = f"http://127.0.0.1:{strava.port}"
     doc = page_doc(
         sources={
@@ -345,7 +362,8 @@ def test_third_party_strings_render_as_text_and_run_nothing(tmp_path: Path, page
                 "refresh_token": "refresh-1",
                 "base_url": base + "/api/v3",
                 "token_url": base + "/oauth/token",
-            }
+            },
+            "departures": {"site_id": 9192, "base_url": sl.url("/v1")},
         },
         remote_sensors=[{"id": "evil", "name": XSS, "token": TOKEN}],
     )
@@ -363,14 +381,210 @@ def test_third_party_strings_render_as_text_and_run_nothing(tmp_path: Path, page
         probe.wait_for(
             "() => [...document.querySelectorAll('.sensor-name')].some((n) => n.textContent.includes('<img'))"
         )
+        deviations = probe.wait_for(
+            "() => { const d = [...document.querySelectorAll('.dep-deviation')].filter((e) => e.textContent)"
+            ".map((e) => e.textContent); return d.length ? d : null; }"
+        )
+        assert XSS in deviations
+        assert probe.text(".dep-notice") == "Hissen <b>ur funktion</b> & <script>window.__xss=3</script>"
         time.sleep(0.5)  # give an injected onerror every chance to fire
         assert probe.js("() => window.__xss") is None
         # Shown as text: no element was made from the strings.
-        assert probe.js("() => document.querySelectorAll('.act-name *, .sensor-name *, img[src=x]').length") == 0
+        inside = ".act-name *, .sensor-name *, .dep-deviation *, .dep-notice *, img[src=x]"
+        assert probe.js(f"() => document.querySelectorAll('{inside}').length") == 0
         assert_clean(probe)
     finally:
         server.stop()
         strava.stop()
+        sl.stop()
+
+
+@pytest.fixture
+def remote_apis() -> Iterator[FakeApi]:
+    """The demo's WeatherAPI and SL stand-in, in their real formats on loopback, for a server run without --demo."""
+    apis = serve_app(make_standin_app())
+    yield apis
+    apis.stop()
+
+
+def page_words(probe: PageProbe) -> dict[str, Any]:
+    """The words, numbers and widgets on the page, from the DOM."""
+    return probe.js(
+        """() => {
+          const txt = (sel) => document.querySelector(sel)?.textContent ?? null;
+          const all = (sel) => [...document.querySelectorAll(sel)].filter((e) => !e.hidden && e.offsetParent)
+            .map((e) => e.textContent);
+          return {
+            lang: document.documentElement.lang,
+            widgets: [...document.querySelectorAll('section.w')].map((s) => s.dataset.widget),
+            titles: all('.kicker-title'),
+            clock: [txt('.clock-main'), txt('.clock-suffix')],
+            temp: txt('.now-temp'), condition: txt('.now-condition'), wind: txt('.now-wind'),
+            feels: txt('.now-feels'), humidity: txt('.now-humidity'), sun: all('.now-sun'),
+            hours: all('.hour-time'), days: all('.day-name'),
+            deps: [...document.querySelectorAll('.dep')].filter((e) => !e.hidden).map((e) =>
+              [e.querySelector('.dep-count').textContent, e.querySelector('.dep-unit').textContent]),
+            distances: all('.act-distance'), paces: all('.act-pace'),
+            sensors: [...document.querySelectorAll('.sensor')].map((r) => ({
+              name: r.querySelector('.sensor-name').textContent, temp: r.querySelector('.sensor-temp').textContent,
+              humidity: r.querySelector('.sensor-humidity').textContent,
+              pressure: r.querySelector('.sensor-pressure').textContent,
+              status: r.querySelector('.sensor-status').textContent,
+              waiting: r.classList.contains('is-waiting')})),
+          };
+        }"""
+    )
+
+
+def assert_fits(probe: PageProbe, width: int, height: int, label: str) -> None:
+    """No scrolling, every widget inside the screen and of a usable size."""
+    geometry = probe.js(
+        """() => ({
+          scroll: [document.documentElement.scrollWidth, document.documentElement.scrollHeight],
+          widgets: [...document.querySelectorAll('section.w')].map((s) => {
+            const r = s.getBoundingClientRect();
+            return [s.dataset.widget, Math.round(r.left), Math.round(r.top), Math.round(r.right),
+              Math.round(r.bottom), Math.round(r.width), Math.round(r.height)];
+          }),
+        })"""
+    )
+    assert geometry["scroll"] == [width, height], (label, geometry)
+    for widget, left, top, right, bottom, w, h in geometry["widgets"]:
+        assert (left, top) >= (0, 0), (label, widget)
+        assert right <= width, (label, widget)
+        assert bottom <= height, (label, widget)
+        assert min(w, h) > 100, (label, widget, w, h)
+
+
+def test_swedish_wall_shows_only_what_is_configured(tmp_path: Path, page_probe: Any, remote_apis: FakeApi) -> None:
+    """sv-SE: Swedish words, weather texts and decimal commas; a 4246.0 m walk is 4,2 km; no sensors configured,
+    so no sensors widget (not "waiting for data" forever), and the layout still fits at every wall size."""
+    strava = StravaStandin(["Lunchpromenad"], distance_m=4246.0, sport="Walk").start()
+    base = f"http://127.0.0.1:{strava.port}"
+    doc = page_doc(
+        page={"locale": "sv-SE", "night_from": None, "night_until": None, "reload_at": None},
+        remote_sensors=[],
+        sources={
+            "weather": {"api_key": "test-key", "query": "Stockholm", "base_url": remote_apis.url("/weatherapi/v1")},
+            "departures": {"site_id": 9192, "base_url": remote_apis.url("/sl/v1")},
+            "strava": {
+                "client_id": "1",
+                "client_secret": "test-secret",
+                "refresh_token": "refresh-1",
+                "base_url": base + "/api/v3",
+                "token_url": base + "/oauth/token",
+            },
+        },
+    )
+    server = HomeboardProcess(tmp_path, doc, demo=False).start()
+    ready = """() => document.querySelector('.act-distance')?.textContent && document.querySelectorAll(
+      '.dep:not([hidden])').length && !['', '–'].includes(document.querySelector('.now-condition')?.textContent)"""
+    try:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        probe = page_probe().open(server.url + "/?wall=1")
+        probe.wait_for(ready, timeout_s=20)
+        for size, (width, height) in WALL_SIZES.items():
+            # One page, the screen resized (as a rotated or another panel would): the layout must follow.
+            probe.page.set_viewport_size({"width": width, "height": height})
+            probe.page.wait_for_timeout(300)  # the lists' fit pass
+            probe.page.screenshot(path=str(ARTIFACTS / f"page-sv-no-sensors-{size}.png"))
+            assert_fits(probe, width, height, size)
+            assert_clean(probe)
+        shown = page_words(probe)
+        assert shown["lang"] == "sv-SE"
+        assert shown["widgets"] == ["clock", "weather", "departures", "forecast", "strava"]  # no sensors widget
+        assert {"Avgångar", "Prognos", "Träning"} <= set(shown["titles"])
+        swedish = {text for pair in world.CONDITIONS_BY_LANG["sv"].values() for text in pair}
+        assert shown["condition"] in swedish, shown["condition"]  # WeatherAPI asked with lang=sv
+        assert shown["feels"].startswith("känns som ")
+        assert re.fullmatch(r"vind \d+ m/s [NSOV]{1,3}", shown["wind"]), shown["wind"]  # SSV, not SSW
+        assert "Idag" in shown["days"]
+        assert shown["distances"] == ["4,2 km"]  # 4246.0 m: rounded once, on the page; never 4,3
+        # Countdowns: "Nu", seconds or whole minutes with their unit (or "inställd"): never "3:38".
+        for count, unit in shown["deps"]:
+            assert (count, unit) == ("Nu", "") or (count.isdigit() and unit in ("s", "min")) or count == "inställd", (
+                shown["deps"]
+            )
+        assert all(re.fullmatch(r"\d\d", h) for h in shown["hours"]), shown["hours"]
+    finally:
+        server.stop()
+        strava.stop()
+
+
+def fahrenheit(celsius: float, digits: int = 0) -> str:
+    """What the page should show: converted, then rounded once, half away from zero."""
+    f = celsius * 9 / 5 + 32
+    factor = 10**digits
+    rounded = math.copysign(math.floor(abs(f) * factor + 0.5), f) / factor
+    return f"{rounded:.{digits}f}°"
+
+
+def test_imperial_english_12_hour_wall(tmp_path: Path, page_probe: Any, remote_apis: FakeApi) -> None:
+    """en-US, imperial, 12-hour clock: °F, mph, inHg, "2:52 PM" times; no departures or Strava configured, so
+    neither widget is on the wall."""
+    doc = page_doc(
+        page={
+            "locale": "en-US",
+            "units": "imperial",
+            "clock_24h": False,
+            "night_from": None,
+            "night_until": None,
+            "reload_at": None,
+        },
+        remote_sensors=[
+            {"id": "balcony", "name": "Balcony", "token": TOKEN},
+            {"id": "attic", "name": "Attic", "token": TOKEN},  # never reports: waiting, not a fault
+        ],
+        sources={
+            "weather": {"api_key": "test-key", "query": "Stockholm", "base_url": remote_apis.url("/weatherapi/v1")}
+        },
+    )
+    server = HomeboardProcess(tmp_path, doc, demo=False).start()
+    try:
+        assert (
+            server.post_reading(
+                "balcony", TOKEN, {"temperature_c": 21.5, "humidity_pct": 40.2, "pressure_hpa": 1013.25}
+            )[0]
+            == 201
+        )
+        probe = page_probe(1280, 720).open(server.url + "/?wall=1")
+        probe.wait_for(
+            """() => document.querySelector('.sensor-temp')?.textContent.includes('°') &&
+              !['', '–'].includes(document.querySelector('.now-temp')?.textContent)""",
+            timeout_s=20,
+        )
+        shown = page_words(probe)
+        weather = server.get_json("/api/state")["topics"]["weather"]["data"]
+        assert shown["lang"] == "en-US"
+        assert shown["widgets"] == ["clock", "weather", "sensors", "forecast"]  # no departures, no strava
+        assert re.fullmatch(r"[1-9]\d?:\d\d", shown["clock"][0]), shown["clock"]  # "2:52", no leading zero
+        assert shown["clock"][1] in ("AM", "PM")
+        assert shown["temp"] == fahrenheit(weather["current"]["temperature_c"])
+        assert re.fullmatch(r"wind \d+ mph [NSEW]{1,3}", shown["wind"]), shown["wind"]
+        english = {text for pair in world.CONDITIONS.values() for text in pair}
+        assert shown["condition"] in english, shown["condition"]  # English: no lang parameter
+        assert all(re.fullmatch(r"(sunrise|sunset) [1-9]\d?:\d\d\s[AP]M", sun) for sun in shown["sun"]), shown["sun"]
+        assert all(re.fullmatch(r"[1-9]\d?\s[AP]M", h) for h in shown["hours"]), shown["hours"]
+        assert "Today" in shown["days"]
+        balcony, attic = shown["sensors"]
+        assert attic["name"] == "Attic"
+        assert attic["waiting"] is True
+        assert attic["status"] == "waiting for data"
+        assert attic["temp"] == "–"
+        assert balcony["name"] == "Balcony"
+        assert balcony["temp"] == "70.7°"  # 21.5 °C
+        assert balcony["humidity"] == "40%"
+        assert balcony["pressure"] == "29.92 inHg"
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        for size, (width, height) in WALL_SIZES.items():
+            # Longer 12-hour labels ("10 PM") and no departures or Strava: the layout still fits everywhere.
+            probe.page.set_viewport_size({"width": width, "height": height})
+            probe.page.wait_for_timeout(300)
+            probe.page.screenshot(path=str(ARTIFACTS / f"page-en-us-imperial-{size}.png"))
+            assert_fits(probe, width, height, size)
+        assert_clean(probe)
+    finally:
+        server.stop()
 
 
 def test_screenshots_fit_without_scrolling(page_server: HomeboardProcess, page_probe: Any) -> None:
@@ -681,6 +895,8 @@ def test_formatting_and_rules_in_the_browser(page_standin: Any, page_probe: Any)
           const sen = await import('/js/widgets/sensors.js');
           const strava = await import('/js/widgets/strava.js');
           const card = await import('/js/card.js');
+          const words = await import('/js/strings.js');
+          words.setLanguage('en-GB');
           f.configure({locale: 'en-GB', timeZone: 'Europe/Stockholm', clock24h: true});
           const now = Date.parse('2026-11-25T14:05:00+01:00');
           const H = 3600000;
@@ -694,7 +910,7 @@ def test_formatting_and_rules_in_the_browser(page_standin: Any, page_probe: Any)
             pace: [f.paceOrSpeed('Run', 10, 3000), f.paceOrSpeed('Ride', 20, 3600), f.paceOrSpeed('Swim', 1.5, 1800),
                    f.paceOrSpeed('Run', 0, 100), f.paceOrSpeed('Walk', 5, null)],
             duration: [f.duration(3720), f.duration(2700), f.duration(-1)],
-            distance: [f.distanceKm(8.42), f.distanceKm(0), f.distanceKm(123.4)],
+            distance: [f.distance(8.42), f.distance(0), f.distance(123.4), f.distance(4.246)],
             week: [f.isoWeek(Date.parse('2026-01-01T12:00:00+01:00')), f.isoWeek(Date.parse('2024-12-30T12:00:00Z')),
                    f.isoWeek(now)],
             since: [f.since(now - 60000, now), f.since(now - 2 * 24 * H, now), f.since(now - 30 * 24 * H, now)],
@@ -705,7 +921,8 @@ def test_formatting_and_rules_in_the_browser(page_standin: Any, page_probe: Any)
                     sched.inRange(13 * 60, 12 * 60, 14 * 60), sched.hhmm('24:00'), sched.hhmm('7:05')],
             backoff: [sock.backoffMs(0, () => 0), sock.backoffMs(0, () => 1), sock.backoffMs(3, () => 1),
                       sock.backoffMs(20, () => 0), sock.backoffMs(20, () => 1)],
-            countdown: [dep.countdown(now + 10000, now), dep.countdown(now + 272000, now),
+            countdown: [dep.countdown(now + 10000, now), dep.countdown(now + 45000, now),
+                        dep.countdown(now + 60000, now), dep.countdown(now + 218000, now),
                         dep.countdown(now + 34 * 60000, now), dep.countdown(now + 2 * H, now)],
             trend: [sen.trend([{ms: now - H, c: 20}, {ms: now, c: 21}])?.glyph,
                     sen.trend([{ms: now - H, c: 20}, {ms: now, c: 20.05}])?.glyph,
@@ -717,7 +934,7 @@ def test_formatting_and_rules_in_the_browser(page_standin: Any, page_probe: Any)
             icons: [strava.sportIcon('TrailRun'), strava.sportIcon('EBikeRide'), strava.sportIcon('Kitesurf'),
                     strava.sportIcon(undefined)],
             states: [card.describe(undefined),
-                     card.describe({data: null, status: 'unavailable', error: 'no data yet', updated_at: null}),
+                     card.describe({data: null, updated_at: null, stale: false, status: 'waiting', error: null}),
                      card.describe({data: null, status: 'unavailable', error: 'Strava needs re-authorizing',
                                     updated_at: '2026-11-25T12:00:00+01:00'}),
                      card.describe({data: {}, status: 'ok', stale: true, error: null,
@@ -727,16 +944,40 @@ def test_formatting_and_rules_in_the_browser(page_standin: Any, page_probe: Any)
           };
           f.configure({locale: 'sv-SE', timeZone: 'Europe/Stockholm', clock24h: false});
           out.sv = [f.wind(36), f.temperature(-3.25, 1), f.clockParts(now)];
+          // Swedish words and numbers, 24 h.
+          words.setLanguage('sv-SE');
+          f.configure({locale: 'sv-SE', timeZone: 'Europe/Stockholm', clock24h: true});
+          const cd = (ms) => { const c = dep.countdown(now + ms, now); return `${c.main} ${c.unit}`.trim(); };
+          out.svMore = {
+            distance: f.distance(4.246), percent: f.percent(40.4), time: f.time(now), hour: f.hour(now),
+            countdown: [cd(10000), cd(45000), cd(218000)], compass: words.t('compass')('SSW'),
+            leave: words.t('leaveIn')(3), waiting: card.describe({data: null, updated_at: null, stale: false,
+              status: 'waiting', error: null}).text,
+          };
+          // English, 12-hour clock: no leading zero.
+          words.setLanguage('en-US');
+          f.configure({locale: 'en-US', timeZone: 'Europe/Stockholm', clock24h: false});
+          out.h12 = [f.time(now), f.time(now - 5 * H), f.hour(now), f.wallTime('07:58 PM'), f.wallTime('06:05'),
+                     f.clockParts(now - 5 * H)];
+          // Imperial units, converted and rounded once, here.
+          f.configure({locale: 'en-US', timeZone: 'Europe/Stockholm', clock24h: false, units: 'imperial'});
+          out.imperial = [f.temperature(20), f.temperature(-40), f.temperature(37, 1), f.wind(16.09344),
+                          f.distance(4.246), f.distance(160.9344), f.paceOrSpeed('Run', 1.609344, 480),
+                          f.paceOrSpeed('Ride', 32.18688, 3600), f.pressure(1013.25), f.percent(61)];
+          // Every language has every word the English list has.
+          const en = Object.keys(words.wordsFor('en')).sort();
+          out.missing = Object.fromEntries(words.LANGUAGES.map((lang) =>
+            [lang, en.filter((k) => !(k in words.wordsFor(lang)))]));
           return out;
         }"""
     )
     assert r["temps"] == ["0°", "–", "–", "21.5°", "–", "–", "-3°"]
-    assert r["percent"] == "40 %"
+    assert r["percent"] == "40%"  # English: no space (Swedish has one, below)
     assert r["windEn"] == "36 km/h"
     assert r["wall"] == ["19:58", "08:30", "–", "–", "–"]
     assert r["pace"] == ["5:00 /km", "20.0 km/h", "2:00 /100 m", "–", "–"]
     assert r["duration"] == ["1:02 h", "45 min", "–"]
-    assert r["distance"] == ["8.4 km", "–", "123 km"]
+    assert r["distance"] == ["8.4 km", "–", "123 km", "4.2 km"]  # 4.246 km is 4.2 km, never 4.3
     assert r["week"] == [1, 1, 48]
     assert r["since"][0] == "14:04"
     assert re.fullmatch(r"Mon 14:05", r["since"][1]), r["since"]
@@ -745,7 +986,15 @@ def test_formatting_and_rules_in_the_browser(page_standin: Any, page_probe: Any)
     assert r["dayKey"] == "2026-11-26"  # 23:30 UTC is already tomorrow in Stockholm
     assert r["night"] == [True, True, False, False, True, None, 425]
     assert r["backoff"] == [500, 1000, 8000, 15000, 30000]
-    assert [c["main"] + c["unit"] for c in r["countdown"]] == ["now", "4:32", "34min", "16:05"]
+    # Never "m:ss" (read as a time of day across the room): seconds only within the last minute.
+    assert [f"{c['main']} {c['unit']}".strip() for c in r["countdown"]] == [
+        "Now",
+        "45 s",
+        "1 min",
+        "3 min",
+        "34 min",
+        "16:05",
+    ]
     assert r["trend"] == ["↑", "→", "↘", None]
     assert r["spark"][0].count("M") == 2  # a 2.4 h hole breaks the line instead of drawing a made-up slope
     assert r["spark"][1] == ""  # two readings a minute apart are not a trend
@@ -763,6 +1012,32 @@ def test_formatting_and_rules_in_the_browser(page_standin: Any, page_probe: Any)
     assert r["sv"][0] == "10 m/s"
     assert r["sv"][1] == "−3,3°"  # sv-SE: decimal comma and a real minus sign
     assert r["sv"][2]["suffix"] != ""  # 12 h clock: AM/PM shown apart from the digits
+    assert r["svMore"] == {
+        "distance": "4,2 km",
+        "percent": "40\u00a0%",  # a no-break space: the sign never wraps away from its number
+        "time": "14:05",
+        "hour": "14",
+        "countdown": ["Nu", "45 s", "3 min"],
+        "compass": "SSV",
+        "leave": "gå om 3 min",
+        "waiting": "väntar på data",
+    }
+    spaced = [x if isinstance(x, dict) else x.replace("\u202f", " ").replace("\xa0", " ") for x in r["h12"]]
+    assert spaced[:5] == ["2:05 PM", "9:05 AM", "2 PM", "7:58 PM", "6:05 AM"]
+    assert spaced[5] == {"main": "9:05", "suffix": "AM"}
+    assert r["imperial"] == [
+        "68°",
+        "-40°",
+        "98.6°",
+        "10 mph",
+        "2.6 mi",
+        "100 mi",
+        "8:00 /mi",
+        "20.0 mph",
+        "29.92 inHg",
+        "61%",
+    ]
+    assert r["missing"] == {"en": [], "sv": []}
 
 
 def iso_in(seconds: float) -> str:
@@ -861,6 +1136,53 @@ def test_hostile_strings_alerts_and_screen_off(page_standin: Any, page_probe: An
     assert viewer.js("() => document.body.dataset.display") == "on"
 
 
+WAITING = {"data": None, "updated_at": None, "stale": False, "status": "waiting", "error": None}
+
+
+def test_widgets_follow_the_topics_and_waiting_is_not_a_fault(page_standin: Any, page_probe: Any) -> None:
+    """A widget is on the wall only while the server has its topic; a configured topic with nothing yet says
+    "waiting", not a fault. A snapshot from a server restarted with another config re-lays the wall out."""
+    standin = page_standin(widgets=["clock", "weather", "departures", "sensors", "forecast", "strava"])
+    standin.topics = {"weather": dict(WAITING), "sensor/attic": dict(WAITING)}
+    probe = page_probe(1280, 720).open(standin.url + "/?wall=1")
+    widgets = "() => [...document.querySelectorAll('section.w')].map((s) => s.dataset.widget).join(' ')"
+    probe.wait_for(f"() => ({widgets})() === 'clock weather sensors forecast'")
+    shown = probe.js(
+        """() => ({
+          weather: [document.querySelector('.w-weather').className, document.querySelector('.w-weather .card-status')
+            .textContent],
+          sensor: [document.querySelector('.sensor').className, document.querySelector('.sensor-status').textContent,
+            document.querySelector('.sensor-temp').textContent],
+        })"""
+    )
+    assert "is-waiting" in shown["weather"][0]
+    assert shown["weather"][1] == "waiting for data"
+    assert "is-waiting" in shown["sensor"][0]
+    assert "is-unavailable" not in shown["sensor"][0]
+    assert shown["sensor"][1:] == ["waiting for data", "–"]
+    # Restarted with Strava and without weather: Strava comes on, weather and its forecast go, nothing reloads.
+    probe.js("() => { window.__sameDocument = true; }")
+    standin.topics = {
+        "sensor/attic": dict(WAITING),
+        "strava": topic(
+            {
+                "activities": [
+                    {"id": 1, "name": "Lunch walk", "sport_type": "Walk", "distance_km": 4.246, "moving_time_s": 2700}
+                ],
+                "week": {"distance_km": 4.246, "count": 1},
+            }
+        ),
+    }
+    standin.send(standin.snapshot())
+    probe.wait_for(f"() => ({widgets})() === 'clock sensors strava'")
+    assert probe.js("() => window.__sameDocument") is True
+    assert probe.wait_for("() => document.querySelector('.act-distance').textContent") == "4.2 km"
+    probe.page.screenshot(path=str(ARTIFACTS / "page-topics-follow-1280x720.png"))
+    assert_fits(probe, 1280, 720, "clock sensors strava")
+    probe.console_errors = [e for e in probe.console_errors if "/history" not in e]  # the stand-in has none
+    assert_clean(probe)
+
+
 def test_departures_tick_every_second_on_the_page_clock(page_standin: Any, page_probe: Any) -> None:
     standin = page_standin(widgets=["clock", "departures"])
 
@@ -884,7 +1206,8 @@ def test_departures_tick_every_second_on_the_page_clock(page_standin: Any, page_
                 "stop_deviations": ["Lift out of service"],
                 "departures": [
                     departure("gone", -40),  # left 40 s ago: the page drops it without the server
-                    departure("17", 300, leave_in_min=1),
+                    departure("16", 50),
+                    departure("17", 300, leave_in_min=2.5),  # unrounded, as the server sends it
                     departure("18", 600, cancelled=True, deviations=["Signal failure"]),
                     departure("19", 40 * 60),
                 ],
@@ -898,12 +1221,17 @@ def test_departures_tick_every_second_on_the_page_clock(page_standin: Any, page_
           e.querySelector('.dep-unit').textContent, e.querySelector('.dep-leave').textContent,
           e.classList.contains('is-cancelled')]); return r.length ? r : null; }"""
     )
-    assert [r[0] for r in rows] == ["17", "18", "19"]
-    assert re.fullmatch(r"4:5\d|5:00", rows[0][1]), rows
-    assert rows[0][3] == "leave in 1 min"
-    assert rows[1][1:3] == ["cancelled", ""]
-    assert rows[1][4] is True
-    assert rows[2][1:3] == ["40", "min"]
+    assert [r[0] for r in rows] == ["16", "17", "18", "19"]
+    # Within the last minute the seconds count down, with their unit; beyond it whole minutes: never "m:ss".
+    assert re.fullmatch(r"4\d|50", rows[0][1]), rows
+    assert rows[0][2] == "s", rows
+    assert rows[1][1] in ("4", "5"), rows
+    assert rows[1][2] == "min", rows
+    assert rows[1][3] == "leave in 2 min"  # 2.5 min left: whole minutes, rounded down once, on the page
+    assert rows[2][1:3] == ["cancelled", ""]
+    assert rows[2][4] is True
+    assert rows[3][1] in ("39", "40"), rows  # whole minutes left, as SL's signs count
+    assert rows[3][2] == "min", rows
     # Record every countdown change for 2.5 s: the server sends nothing in that time.
     changes = probe.js(
         """() => new Promise((resolve) => {
@@ -915,7 +1243,7 @@ def test_departures_tick_every_second_on_the_page_clock(page_standin: Any, page_
         })"""
     )
     assert len(changes) >= 2, changes
-    seconds = [int(m) * 60 + int(s) for m, s in (c.split(":") for c in changes)]
+    seconds = [int(c) for c in changes]
     assert all(b == a - 1 for a, b in itertools.pairwise(seconds)), changes
     assert probe.text(".dep-notice") == "Lift out of service"
     assert_clean(probe)

@@ -123,7 +123,7 @@ def test_activities_newest_first_with_text_and_null_heart_rates() -> None:
         "id": 4,
         "name": "Lunchjogg 🏃",
         "sport_type": "Run",
-        "distance_km": 3.33,
+        "distance_km": 3333.3 / 1000,  # as received: the page rounds, once
         "moving_time_s": 1200,
         "elevation_m": 12.0,
         "start": "2025-11-27T11:00:00+01:00",
@@ -135,16 +135,23 @@ def test_activities_newest_first_with_text_and_null_heart_rates() -> None:
     assert monday["start"] == "2025-11-24T00:10:00+01:00"
 
 
-def test_week_starts_monday_local_and_sums_metres_before_rounding() -> None:
+def test_week_starts_monday_local_and_keeps_the_received_precision() -> None:
     acts = parse_activities(recorded_activities(), STHLM)
     data = build_strava_data(acts, acts, STHLM, THURSDAY_NOON, limit=10)
     assert data["week_start"] == "2025-11-24T00:00:00+01:00"
-    # 3333.4 + 3333.3 + 3333.3 m = 10.0 km; rounding each first would give 9.99.
-    assert data["week"] == {"distance_km": 10.0, "moving_time_s": 3600, "count": 3}
+    # 3333.4 + 3333.3 + 3333.3 m: no rounding on the server (the page rounds once, for display).
+    assert data["week"] == {"distance_km": pytest.approx(10.0), "moving_time_s": 3600, "count": 3}
     assert data["week_by_sport"] == {
-        "Ride": {"distance_km": 3.33, "moving_time_s": 1200, "count": 1},
-        "Run": {"distance_km": 6.67, "moving_time_s": 2400, "count": 2},
+        "Ride": {"distance_km": pytest.approx(3.3333), "moving_time_s": 1200, "count": 1},
+        "Run": {"distance_km": pytest.approx(6.6667), "moving_time_s": 2400, "count": 2},
     }
+
+
+def test_distance_is_published_unrounded() -> None:
+    # A 4246.0 m walk: 4.246 km on the topic, so the page shows 4.2 km (rounding 4.25 again would give 4.3).
+    walk = activity(7, "Promenad", "Walk", "2025-11-26T11:00:00Z", "2025-11-26T12:00:00Z", 4246.0)
+    data = build_strava_data(parse_activities([walk], STHLM), [], STHLM, THURSDAY_NOON, limit=10)
+    assert data["activities"][0]["distance_km"] == 4.246
 
 
 def test_week_boundary_right_after_the_march_dst_change() -> None:
@@ -239,7 +246,7 @@ def test_week_totals_match_everything_since_monday(standin: FakeApi, tmp_path: P
     expected = world.activities_between(monday, clock.t + 1, clock.t)
     assert len(expected) > 2, "the test needs more activities than one page holds"
     assert data["week"]["count"] == len(expected)
-    assert data["week"]["distance_km"] == round(sum(a["distance"] for a in expected) / 1000, 2)
+    assert data["week"]["distance_km"] == pytest.approx(sum(a["distance"] for a in expected) / 1000)
     assert len(data["activities"]) == 2
     starts = [a["start"] for a in data["activities"]]
     assert starts == sorted(starts, reverse=True)

@@ -15,9 +15,17 @@ from hypothesis import strategies as st
 
 from server.config import WeatherConfig
 from server.core.jsonutil import dumps
+from server.demo import world
 from server.demo.standin import demo_urls, make_standin_app
 from server.sources.base import AuthError, PayloadError, RateLimitedError, TransientError
-from server.sources.weather import ICON_NAMES, KNOWN_CODES, WeatherSource, icon_name, parse_forecast
+from server.sources.weather import (
+    ICON_NAMES,
+    KNOWN_CODES,
+    WeatherSource,
+    icon_name,
+    parse_forecast,
+    weatherapi_lang,
+)
 from tests.fakeapi import JSON_VALUES, FakeApi, Reply, json_paths, replace_at, serve_app
 
 STHLM = ZoneInfo("Europe/Stockholm")
@@ -376,6 +384,33 @@ def test_fetch_sends_the_documented_query(api: FakeApi) -> None:
     assert query == {"key": [API_KEY], "q": ["Stockholm"], "days": ["3"], "alerts": ["yes"], "aqi": ["no"]}
 
 
+@pytest.mark.parametrize(
+    ("locale", "lang"),
+    [
+        ("sv-SE", "sv"),
+        ("sv", "sv"),
+        ("de-AT", "de"),
+        ("zh-CN", "zh"),
+        ("zh-Hant-TW", "zh_tw"),
+        ("en-GB", None),  # English is WeatherAPI's default: no parameter
+        ("en-US", None),
+        ("nb-NO", None),  # a language WeatherAPI does not translate into: English texts, no parameter
+    ],
+)
+def test_lang_follows_the_page_locale(locale: str, lang: str | None) -> None:
+    assert weatherapi_lang(locale) == lang
+
+
+def test_fetch_asks_for_texts_in_the_page_language(api: FakeApi) -> None:
+    api.route("/v1/forecast.json", Reply(200, payload()))
+    cfg = WeatherConfig(api_key=API_KEY, query="Stockholm")
+    WeatherSource(cfg, STHLM, base_url=api.url("/v1"), clock=lambda: 1764097200, locale="sv-SE").fetch()
+    WeatherSource(cfg, STHLM, base_url=api.url("/v1"), clock=lambda: 1764097200, locale="en-US").fetch()
+    swedish, english = (r.query for r in api.requests_to("/v1/forecast.json"))
+    assert swedish["lang"] == ["sv"]
+    assert "lang" not in english
+
+
 def test_unicode_location(api: FakeApi) -> None:
     p = payload()
     p["location"]["name"] = "Södertälje"
@@ -473,6 +508,29 @@ def test_against_the_demo_standin() -> None:
         nowhere = WeatherSource(WeatherConfig(api_key="demo-key", query="Nowhere"), STHLM, base_url=url)
         with pytest.raises(AuthError, match="location not found"):
             nowhere.fetch()
+    finally:
+        standin.stop()
+
+
+def test_the_demo_standin_answers_in_the_page_language() -> None:
+    now = dt.datetime(2026, 11, 25, 14, 5, tzinfo=STHLM).timestamp()
+    standin = serve_app(make_standin_app(clock=lambda: now))
+    try:
+        url = demo_urls(standin.url())["weather"]
+        cfg = WeatherConfig(api_key="demo-key", days=3)
+        texts = {}
+        for locale in ("sv-SE", "en-GB"):
+            data = WeatherSource(cfg, STHLM, base_url=url, clock=lambda: now, locale=locale).fetch()["weather"]
+            entries = [data["current"], *data["days"], *data["hours"]]
+            texts[locale] = [(e["condition_code"], e["condition"]) for e in entries]
+        swedish = {text for _code, text in texts["sv-SE"]}
+        english = {text for _code, text in texts["en-GB"]}
+        sv_words = {day for day, _night in world.CONDITIONS_BY_LANG["sv"].values()}
+        sv_words |= {night for _day, night in world.CONDITIONS_BY_LANG["sv"].values()}
+        assert swedish <= sv_words, swedish
+        assert not swedish & english, "the same words in both languages: lang did not reach the stand-in"
+        # Same weather, other words: the codes are the same, only the texts differ.
+        assert [c for c, _t in texts["sv-SE"]] == [c for c, _t in texts["en-GB"]]
     finally:
         standin.stop()
 

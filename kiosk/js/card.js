@@ -4,23 +4,18 @@ import { el, setClass, setText } from "./dom.js";
 import { parseTime, since } from "./format.js";
 import { t } from "./strings.js";
 
-const SERVER_WAITING = "no data yet"; // server.hub.WAITING
-
 /**
  * How a topic state should look: {kind, text}.
- * kind: "waiting" (nothing yet), "unavailable" (no data, a reason), "stale" (old data, greyed, its age),
- * "error" (fresh-enough data but the last fetch failed), "ok".
+ * kind: "waiting" (configured, nothing received yet: not a fault), "unavailable" (no data, a reason),
+ * "stale" (old data, greyed, its age), "error" (fresh-enough data but the last fetch failed), "ok".
  */
 export function describe(state, nowMs = Date.now()) {
-  if (!state) return { kind: "waiting", text: t("waiting") };
+  if (!state || state.status === "waiting") return { kind: "waiting", text: t("waiting") };
   const hasData = state.data !== null && typeof state.data === "object";
   const updatedMs = parseTime(state.updated_at);
   const reason = state.error || (state.status === "ok" ? "" : t("unavailable"));
   if (!hasData) {
-    // The hub declares every topic up front as unavailable with "no data yet": that is waiting, not a fault.
-    if (state.status === "ok" || (updatedMs === null && state.error === SERVER_WAITING)) {
-      return { kind: "waiting", text: t("waiting") };
-    }
+    if (state.status === "ok") return { kind: "waiting", text: t("waiting") };
     return { kind: "unavailable", text: reason };
   }
   const age = updatedMs === null ? "" : t("updated")(since(updatedMs, nowMs));

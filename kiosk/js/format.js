@@ -1,4 +1,8 @@
-/** All number, date and time formatting, through Intl with the configured locale and time zone. */
+/**
+ * All number, date and time formatting, through Intl with the configured locale, time zone and units.
+ * The server sends numbers as measured or received (metric, unrounded); this is the one place they are
+ * converted and rounded, once, for display.
+ */
 
 /** What the page shows for a value it does not have: never a made-up number. */
 export const DASH = "–";
@@ -7,27 +11,40 @@ const DAY_MS = 86_400_000;
 let locale = "en-GB";
 let timeZone; // undefined: the browser's own zone
 let hour12 = false;
+let imperial = false;
 let f = {};
 
+const KM_PER_MILE = 1.609344;
+const INHG_PER_HPA = 0.02953;
+
 /** Build the formatters once. A bad locale or time zone falls back (with a console warning), never throws. */
-export function configure({ locale: wantLocale, timeZone: wantZone, clock24h = true } = {}) {
+export function configure({ locale: wantLocale, timeZone: wantZone, clock24h = true, units = "metric" } = {}) {
   locale = pickLocale(wantLocale);
   timeZone = pickZone(wantZone);
   hour12 = !clock24h;
+  imperial = units === "imperial";
+  // 12-hour times without a leading zero ("2:52 PM"); 24-hour ones with it ("09:05").
+  const hourStyle = hour12 ? "numeric" : "2-digit";
   const dt = (opts) => new Intl.DateTimeFormat(locale, { timeZone, ...opts });
   f = {
-    time: dt({ hour: "2-digit", minute: "2-digit", hour12 }),
-    hour: dt({ hour: "2-digit", hour12 }),
+    time: dt({ hour: hourStyle, minute: "2-digit", hour12 }),
+    hour: dt({ hour: hourStyle, hour12 }),
     date: dt({ weekday: "long", day: "numeric", month: "long" }),
     weekdayShort: dt({ weekday: "short" }),
     dayShort: dt({ weekday: "short", day: "numeric", month: "short" }),
     // en-CA gives YYYY-MM-DD, a sortable key for "which local day is this".
     dayKey: new Intl.DateTimeFormat("en-CA", { timeZone, year: "numeric", month: "2-digit", day: "2-digit" }),
-    wallUtc: new Intl.DateTimeFormat(locale, { timeZone: "UTC", hour: "2-digit", minute: "2-digit", hour12 }),
+    wallUtc: new Intl.DateTimeFormat(locale, { timeZone: "UTC", hour: hourStyle, minute: "2-digit", hour12 }),
     weekdayUtc: new Intl.DateTimeFormat(locale, { timeZone: "UTC", weekday: "long" }),
     clockParts: new Intl.DateTimeFormat("en-GB", { timeZone, hour: "2-digit", minute: "2-digit", hourCycle: "h23" }),
   };
   numberCache.clear();
+  percentFormat = new Intl.NumberFormat(locale, { style: "percent", maximumFractionDigits: 0 });
+}
+
+/** The locale in use (a BCP 47 tag the browser supports), e.g. for <html lang>. */
+export function currentLocale() {
+  return locale;
 }
 
 function pickLocale(wanted) {
@@ -52,6 +69,7 @@ function pickZone(wanted) {
 }
 
 const numberCache = new Map();
+let percentFormat = null;
 function numberFormat(digits) {
   let nf = numberCache.get(digits);
   if (!nf) {
@@ -77,35 +95,44 @@ export function number(v, digits = 0) {
   return isNum(v) ? numberFormat(digits).format(v) : DASH;
 }
 
-/** "21°" / "−3,5°"; rounding -0.4 must not show "−0°". */
-export function temperature(c, digits = 0) {
-  if (!isNum(c)) return DASH;
+/** "21°" / "−3,5°" (°F when the units are imperial); rounding -0.4 must not show "−0°". */
+export function temperature(celsius, digits = 0) {
+  if (!isNum(celsius)) return DASH;
+  const c = imperial ? (celsius * 9) / 5 + 32 : celsius;
   const factor = 10 ** digits;
   // Half away from zero, as Intl rounds: −3.25 → −3.3, not −3.2.
   const rounded = (Math.sign(c) * Math.round(Math.abs(c) * factor)) / factor;
   return `${numberFormat(digits).format(rounded === 0 ? 0 : rounded)}°`;
 }
 
+/** "40 %" in Swedish, "40%" in English: the locale decides the spacing. */
 export function percent(v) {
-  return isNum(v) ? `${numberFormat(0).format(v)} %` : DASH;
+  return isNum(v) ? percentFormat.format(v / 100) : DASH;
 }
 
+/** hPa, or inches of mercury when the units are imperial. */
 export function pressure(hpa) {
-  return isNum(hpa) ? `${numberFormat(0).format(hpa)} hPa` : DASH;
+  if (!isNum(hpa)) return DASH;
+  if (imperial) return `${numberFormat(2).format(hpa * INHG_PER_HPA)} inHg`;
+  return `${numberFormat(0).format(hpa)} hPa`;
 }
 
-/** Wind in the unit people use where the locale is: m/s in the Nordics, km/h elsewhere. */
+/** Wind in the unit people use: mph (imperial), m/s in the Nordics, km/h elsewhere. */
 export function wind(kph) {
   if (!isNum(kph)) return DASH;
+  if (imperial) return `${numberFormat(0).format(kph / KM_PER_MILE)} mph`;
   const lang = locale.split("-")[0];
   if (["sv", "nb", "nn", "no", "da", "fi"].includes(lang)) return `${numberFormat(0).format(kph / 3.6)} m/s`;
   return `${numberFormat(0).format(kph)} km/h`;
 }
 
-export function distanceKm(km) {
+/** A distance given in km: "4,2 km" / "4.2 km" (one decimal below 100), or miles when imperial. */
+export function distance(km) {
   if (!isNum(km) || km <= 0) return DASH;
-  return `${numberFormat(km < 10 ? 1 : km < 100 ? 1 : 0).format(km)} km`;
+  const value = imperial ? km / KM_PER_MILE : km;
+  return `${numberFormat(value < 100 ? 1 : 0).format(value)} ${imperial ? "mi" : "km"}`;
 }
+
 
 /** Seconds → "42 min" or "1:05 h". */
 export function duration(s) {
@@ -123,13 +150,22 @@ function minSec(totalS) {
   return `${Math.floor(rounded / 60)}:${String(rounded % 60).padStart(2, "0")}`;
 }
 
-/** Pace or speed as the sport is usually talked about; "–" without distance or time. */
+/** Pace or speed as the sport is talked about (per mile and mph when imperial); "–" without distance or time. */
 export function paceOrSpeed(sportType, distanceKmValue, movingS) {
   if (!isNum(distanceKmValue) || !isNum(movingS) || distanceKmValue <= 0 || movingS <= 0) return DASH;
   const sport = String(sportType || "");
-  if (/Swim/.test(sport)) return `${minSec(movingS / (distanceKmValue * 10))} /100 m`;
-  if (/Run|Walk|Hike|Snowshoe/.test(sport)) return `${minSec(movingS / distanceKmValue)} /km`;
-  return `${numberFormat(1).format(distanceKmValue / (movingS / 3600))} km/h`;
+  // Pools are measured in yards where miles are used: per 100 yd (91.44 m).
+  if (/Swim/.test(sport)) {
+    return imperial
+      ? `${minSec(movingS / (distanceKmValue * (1000 / 91.44)))} /100 yd`
+      : `${minSec(movingS / (distanceKmValue * 10))} /100 m`;
+  }
+  const miles = distanceKmValue / KM_PER_MILE;
+  if (/Run|Walk|Hike|Snowshoe/.test(sport)) {
+    return imperial ? `${minSec(movingS / miles)} /mi` : `${minSec(movingS / distanceKmValue)} /km`;
+  }
+  const speed = (imperial ? miles : distanceKmValue) / (movingS / 3600);
+  return `${numberFormat(1).format(speed)} ${imperial ? "mph" : "km/h"}`;
 }
 
 /** Beats per minute as a bare number (the page puts a heart before it), or "–". */

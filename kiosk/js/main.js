@@ -1,4 +1,7 @@
-/** Boot: read the config, lay out the widgets, connect; each widget set up on its own so one cannot blank the wall. */
+/**
+ * Boot: read the config, connect, lay out the widgets whose data the server has; each widget set up on its own so
+ * one cannot blank the wall.
+ */
 
 import { el, setText } from "./dom.js";
 import * as format from "./format.js";
@@ -10,6 +13,17 @@ import { everyMinute } from "./ticker.js";
 
 const KNOWN_WIDGETS = ["clock", "weather", "departures", "sensors", "forecast", "strava"];
 const HERO_WIDGETS = new Set(["clock", "weather"]);
+// The topic a widget draws (a key ending in "/" is a prefix: any sensor). The server's topics are exactly those of
+// its config, so a widget whose topic is absent belongs to a source that is not configured: it is left out rather
+// than "waiting for data" forever. The clock needs nothing.
+const WIDGET_TOPIC = {
+  clock: null,
+  weather: "weather",
+  forecast: "weather",
+  departures: "departures",
+  strava: "strava",
+  sensors: "sensor/",
+};
 // Relative column widths in landscape: what each widget's content needs at the same type size.
 const BODY_WEIGHT = { departures: 1, sensors: 1.1, forecast: 0.85, strava: 1 };
 // Relative row heights in portrait.
@@ -17,6 +31,7 @@ const PORTRAIT_WEIGHT = { departures: 1.2, sensors: 1.2, forecast: 1.2, strava: 
 const DEFAULT_PAGE = {
   title: "Homeboard",
   locale: navigator.language || "en-GB",
+  units: "metric",
   clock_24h: true,
   night_from: null,
   night_until: null,
@@ -24,6 +39,7 @@ const DEFAULT_PAGE = {
   large: ["departures", "strava"],
   reload_at: null,
 };
+const FIRST_SNAPSHOT_WAIT_MS = 2_000; // then lay out what is known; later topics still bring their widgets
 const OFFLINE_GRACE_MS = 3_000; // a quick server restart should not flash the banner
 const MIN_UPTIME_FOR_RELOAD_MS = 120_000; // never reload twice in the same minute
 const RELOAD_GUARD_KEY = "homeboard.reloaded_at";
@@ -66,38 +82,60 @@ function safeReload(reason) {
   location.reload();
 }
 
-function layout(page) {
-  const hero = document.getElementById("hero");
-  const body = document.getElementById("body");
+/** One section per configured widget, in the config's order, not yet on the page. */
+function makeSections(page) {
   const wanted = Array.isArray(page.widgets) ? page.widgets : KNOWN_WIDGETS;
   const large = new Set(Array.isArray(page.large) ? page.large : []);
-  const names = [];
+  const sections = [];
   for (const name of wanted) {
-    if (!KNOWN_WIDGETS.includes(name) || names.includes(name)) {
+    if (!KNOWN_WIDGETS.includes(name) || sections.some((s) => s.name === name)) {
       console.warn("homeboard: unknown or repeated widget in page.widgets:", name);
       continue;
     }
-    names.push(name);
+    const node = el(`section.w.w-${name}`, { "data-widget": name });
+    // A large widget gets a wider column in landscape and a whole row in portrait.
+    if (large.has(name)) node.classList.add("is-large");
+    sections.push({ name, node, mounted: false });
   }
-  const placed = [];
-  const columns = [];
-  for (const name of names) {
-    const section = el(`section.w.w-${name}`, { "data-widget": name });
-    if (HERO_WIDGETS.has(name)) hero.append(section);
-    else {
-      // A large widget gets a wider column in landscape and a whole row in portrait.
-      if (large.has(name)) section.classList.add("is-large");
-      const weight = (BODY_WEIGHT[name] ?? 1) * (large.has(name) ? 1.45 : 1);
-      columns.push(`minmax(0, ${weight.toFixed(2)}fr)`);
-      body.append(section);
-    }
-    placed.push([name, section]);
+  return sections;
+}
+
+/** Whether the server has the data a widget draws (see WIDGET_TOPIC). */
+function hasTopic(store, name) {
+  const key = WIDGET_TOPIC[name];
+  if (key === null) return true;
+  return key.endsWith("/") ? store.names(key).length > 0 : store.get(key) !== undefined;
+}
+
+/**
+ * Put on the page the widgets whose topic the server has, in the config's order, and share the room among them;
+ * the others leave the page. Returns the sections that came on for the first time (to be mounted).
+ */
+function arrange(sections, store) {
+  const hero = document.getElementById("hero");
+  const body = document.getElementById("body");
+  const on = sections.filter((s) => hasTopic(store, s.name));
+  const wantHero = on.filter((s) => HERO_WIDGETS.has(s.name)).map((s) => s.node);
+  const wantBody = on.filter((s) => !HERO_WIDGETS.has(s.name)).map((s) => s.node);
+  const same = (parent, want) =>
+    parent.children.length === want.length && want.every((node, i) => parent.children[i] === node);
+  if (!same(hero, wantHero) || !same(body, wantBody)) {
+    for (const s of sections) if (!on.includes(s)) s.node.remove();
+    hero.append(...wantHero);
+    body.append(...wantBody);
+    const columns = wantBody.map((node) => {
+      const name = node.dataset.widget;
+      const weight = (BODY_WEIGHT[name] ?? 1) * (node.classList.contains("is-large") ? 1.45 : 1);
+      return `minmax(0, ${weight.toFixed(2)}fr)`;
+    });
+    body.style.setProperty("--columns", columns.join(" ") || "minmax(0, 1fr)");
+    markPortraitPlaces(body);
+    hero.hidden = !hero.children.length;
+    body.hidden = !body.children.length;
   }
-  body.style.setProperty("--columns", columns.join(" ") || "minmax(0, 1fr)");
-  markPortraitPlaces(body);
-  hero.hidden = !hero.children.length;
-  body.hidden = !body.children.length;
-  return placed;
+  const fresh = on.filter((s) => !s.mounted);
+  for (const s of fresh) s.mounted = true;
+  return fresh;
 }
 
 /**
@@ -232,16 +270,30 @@ async function boot() {
     const config = await configLoaded;
     const page = { ...DEFAULT_PAGE, ...(config?.page ?? {}) };
     if (version === null && typeof config?.version === "string") version = config.version;
-    format.configure({ locale: page.locale, timeZone: config?.timezone, clock24h: page.clock_24h !== false });
+    format.configure({
+      locale: page.locale,
+      timeZone: config?.timezone,
+      clock24h: page.clock_24h !== false,
+      units: page.units,
+    });
     setLanguage(page.locale);
-    document.documentElement.lang = String(page.locale || "en").split("-")[0];
+    if (config?.sensor_names && typeof config.sensor_names === "object") store.sensorNames = config.sensor_names;
+    document.documentElement.lang = format.currentLocale();
     if (typeof page.title === "string" && page.title) document.title = page.title;
 
-    const placed = layout(page);
-    if (placed.some(([name]) => name === "weather")) {
-      placed.push(["alerts", document.getElementById("alerts")]);
-    }
-    await Promise.all(placed.map(([name, section]) => mountWidget(name, section, store)));
+    // Widgets come and go with their topics: the first snapshot, or a server restarted with another config.
+    const sections = makeSections(page);
+    const mountFresh = () => {
+      const fresh = arrange(sections, store);
+      if (fresh.some((s) => s.name === "weather")) {
+        fresh.push({ name: "alerts", node: document.getElementById("alerts") });
+      }
+      return Promise.all(fresh.map((s) => mountWidget(s.name, s.node, store)));
+    };
+    // The first layout waits (briefly) for the snapshot, so the wall does not start as a lone clock and then jump.
+    await Promise.race([store.firstSnapshot, new Promise((resolve) => setTimeout(resolve, FIRST_SNAPSHOT_WAIT_MS))]);
+    store.onTopicSet(() => mountFresh());
+    await mountFresh();
 
     if (config === null) {
       // Started while the server was away (defaults in use): reload once it can tell us the real config.

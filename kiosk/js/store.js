@@ -13,8 +13,15 @@ export class Store {
     this.serverOffsetMs = 0; // server clock − browser clock, from the last snapshot
     this.connection = { online: false, sinceMs: Date.now() };
     this.lastRenderMs = null; // when the clock last drew: sent in heartbeats as proof of life
+    this.sensorNames = {}; // sensor id → configured name (from /api/config), for a sensor with no reading yet
     this._subs = new Set(); // {key, fn}
     this._connSubs = new Set();
+    this._setSubs = new Set();
+    this._batch = false; // inside replaceAll: topic-set listeners hear once, at the end
+    // Settles with the first snapshot: which topics exist (and so which widgets) is known from then on.
+    this.firstSnapshot = new Promise((resolve) => {
+      this._snapshotArrived = resolve;
+    });
   }
 
   /** The server's clock when this browser's is off by more than a few seconds (a phone), else the browser's. */
@@ -47,11 +54,27 @@ export class Store {
       this.topics.delete(topic);
       this._notify(topic, undefined);
     }
-    for (const [topic, state] of Object.entries(incoming)) this.apply(topic, state);
+    this._batch = true;
+    let added = false;
+    try {
+      for (const [topic, state] of Object.entries(incoming)) added = this.apply(topic, state) || added;
+    } finally {
+      this._batch = false;
+    }
+    if (gone.length || added) this._topicSetChanged();
+    this._snapshotArrived();
   }
 
+  /** fn() whenever a topic appears or goes away (after a whole snapshot, once). */
+  onTopicSet(fn) {
+    this._setSubs.add(fn);
+    return () => this._setSubs.delete(fn);
+  }
+
+  /** Store one topic's state; true when the topic is new. */
   apply(topic, state) {
-    if (typeof topic !== "string" || !state || typeof state !== "object") return;
+    if (typeof topic !== "string" || !state || typeof state !== "object") return false;
+    const added = !this.topics.has(topic);
     const clean = {
       data: state.data && typeof state.data === "object" ? state.data : null,
       updated_at: typeof state.updated_at === "string" ? state.updated_at : null,
@@ -61,6 +84,18 @@ export class Store {
     };
     this.topics.set(topic, clean);
     this._notify(topic, clean);
+    if (added && !this._batch) this._topicSetChanged();
+    return added;
+  }
+
+  _topicSetChanged() {
+    for (const fn of this._setSubs) {
+      try {
+        fn();
+      } catch (err) {
+        console.error("homeboard: topic-set listener failed", err);
+      }
+    }
   }
 
   setConnection(online) {

@@ -7,13 +7,14 @@ const WORDS = {
     forecast: "Forecast",
     strava: "Training",
     thisWeek: "This week",
-    now: "now",
+    now: "Now",
     today: "Today",
     tomorrow: "Tomorrow",
     cancelled: "cancelled",
     leaveIn: (min) => `leave in ${min} min`,
     leaveNow: "leave now",
     min: "min",
+    seconds: "s",
     updated: (when) => `updated ${when}`,
     offlineSince: (when) => `offline since ${when}`,
     waiting: "waiting for data",
@@ -34,6 +35,9 @@ const WORDS = {
     falling: "falling",
     steady: "steady",
     activities: (n) => (n === 1 ? "1 activity" : `${n} activities`),
+    // Compass points as WeatherAPI writes them (English letters): kept as they are.
+    compass: (dir) => dir,
+    sports: {},
   },
   sv: {
     departures: "Avgångar",
@@ -41,13 +45,14 @@ const WORDS = {
     forecast: "Prognos",
     strava: "Träning",
     thisWeek: "Denna vecka",
-    now: "nu",
+    now: "Nu",
     today: "Idag",
     tomorrow: "Imorgon",
     cancelled: "inställd",
     leaveIn: (min) => `gå om ${min} min`,
     leaveNow: "gå nu",
     min: "min",
+    seconds: "s",
     updated: (when) => `uppdaterad ${when}`,
     offlineSince: (when) => `offline sedan ${when}`,
     waiting: "väntar på data",
@@ -68,6 +73,32 @@ const WORDS = {
     falling: "sjunker",
     steady: "stadig",
     activities: (n) => (n === 1 ? "1 aktivitet" : `${n} aktiviteter`),
+    // In Swedish east is O (ost) and west V (väst): "SSW" is written "SSV".
+    compass: (dir) => dir.replace(/E/g, "O").replace(/W/g, "V"),
+    sports: {
+      Run: "Löpning",
+      TrailRun: "Terränglöpning",
+      VirtualRun: "Löpband",
+      Walk: "Promenad",
+      Hike: "Vandring",
+      Snowshoe: "Snöskor",
+      Ride: "Cykling",
+      GravelRide: "Grusvägscykling",
+      MountainBikeRide: "Mountainbike",
+      EBikeRide: "Elcykel",
+      VirtualRide: "Inomhuscykling",
+      Swim: "Simning",
+      NordicSki: "Längdskidor",
+      AlpineSki: "Utförsåkning",
+      BackcountrySki: "Turskidor",
+      Rowing: "Rodd",
+      Kayaking: "Kajak",
+      Canoeing: "Kanot",
+      WeightTraining: "Styrketräning",
+      Workout: "Träningspass",
+      Yoga: "Yoga",
+      IceSkate: "Skridskor",
+    },
   },
 };
 
@@ -82,4 +113,10 @@ export function setLanguage(locale) {
 /** The word (or word function) for a key. */
 export function t(key) {
   return words[key];
+}
+
+/** Every word list, so a test can check that each language has every key. */
+export const LANGUAGES = Object.freeze(Object.keys(WORDS));
+export function wordsFor(lang) {
+  return WORDS[lang];
 }

@@ -64,6 +64,8 @@ class ConfigHandler(BaseHandler):
                 "timezone": cfg.timezone,
                 "demo": cfg.demo,
                 "page": dataclasses.asdict(cfg.page),
+                # Names for sensors still waiting for their first reading (a reading carries its own name).
+                "sensor_names": {sensor_id: entry.name for sensor_id, entry in self.board.readings.sensors.items()},
             }
         )
 

@@ -2,7 +2,7 @@
 
 Paths, relative to the stand-in's root URL (demo_urls() builds the base URLs the sources take):
 
-  weather       {root}/weatherapi/v1        GET  forecast.json?key=&q=&days=&alerts=&aqi=
+  weather       {root}/weatherapi/v1        GET  forecast.json?key=&q=&days=&alerts=&aqi=&lang=
   departures    {root}/sl/v1                GET  sites?expand=true, sites/{site_id}/departures?transport=&line=
                                                  &direction=&forecast=
   strava_api    {root}/strava/api/v3        GET  athlete/activities?per_page=&page=&before=&after=  (Bearer token)
@@ -139,6 +139,7 @@ class ForecastHandler(_JsonHandler):
             query=query,
             alerts=self.get_query_argument("alerts", "no") == "yes",
             aqi=self.get_query_argument("aqi", "no") == "yes",
+            lang=self.get_query_argument("lang", None),
         )
         self.send_json(payload)
 

@@ -3,7 +3,8 @@
 Everything is deterministic (hash of the time slot), so the same instant always gives the same answer and
 values change smoothly as the clock moves. Payloads follow the real APIs' formats, traps included
 (as recorded from the live APIs): trailing spaces in condition texts, numbers as strings, naive Stockholm times,
-cancelled departures, departures without `expected`, missing heart rates, HTML in user text.
+cancelled departures, departures without `expected`, missing heart rates. The texts are what a real household
+would see (a new user's first impression); hostile strings (markup in user text) live in the tests instead.
 """
 
 from __future__ import annotations
@@ -55,6 +56,29 @@ CONDITIONS: dict[int, tuple[str, str]] = {
     1219: ("Moderate snow", "Moderate snow"),
     1240: ("Light rain shower", "Light rain shower"),
     1276: ("Moderate or heavy rain with thunder", "Moderate or heavy rain with thunder"),
+}
+# The same conditions in Swedish, for lang=sv (WeatherAPI translates condition texts only).
+CONDITIONS_BY_LANG: dict[str, dict[int, tuple[str, str]]] = {
+    "sv": {
+        1000: ("Soligt", "Klart"),
+        1003: ("Delvis molnigt", "Delvis molnigt"),
+        1006: ("Molnigt", "Molnigt"),
+        1009: ("Mulet", "Mulet"),
+        1030: ("Dis", "Dis"),
+        1063: ("Lokalt regn möjligt", "Lokalt regn möjligt"),
+        1066: ("Lokalt snöfall möjligt", "Lokalt snöfall möjligt"),
+        1069: ("Lokalt snöblandat regn möjligt", "Lokalt snöblandat regn möjligt"),
+        1135: ("Dimma", "Dimma"),
+        1153: ("Lätt duggregn", "Lätt duggregn"),
+        1183: ("Lätt regn", "Lätt regn"),
+        1189: ("Måttligt regn", "Måttligt regn"),
+        1195: ("Kraftigt regn", "Kraftigt regn"),
+        1204: ("Lätt snöblandat regn", "Lätt snöblandat regn"),
+        1213: ("Lätt snöfall", "Lätt snöfall"),
+        1219: ("Måttligt snöfall", "Måttligt snöfall"),
+        1240: ("Lätta regnskurar", "Lätta regnskurar"),
+        1276: ("Måttligt eller kraftigt regn med åska", "Måttligt eller kraftigt regn med åska"),
+    },
 }
 _ICON_NUMBER = {1000: 113, 1003: 116, 1006: 119, 1009: 122, 1030: 143, 1063: 176, 1066: 179, 1069: 182, 1135: 248}
 _WIND_DIRS = ["N", "NNE", "NE", "ENE", "E", "ESE", "SE", "SSE", "S", "SSW", "SW", "WSW", "W", "WNW", "NW", "NNW"]
@@ -124,11 +148,17 @@ def condition_code(t: float) -> int:
     return 1006 if c < 0.75 else 1009
 
 
-def _condition(t: float, day: bool, *, sloppy: bool) -> dict[str, Any]:
+def condition_text(code: int, day: bool, lang: str | None) -> str:
+    """The condition text as WeatherAPI words it for `lang`; English for no or an unknown language, as the API."""
+    return CONDITIONS_BY_LANG.get(lang or "", CONDITIONS).get(code, CONDITIONS[code])[0 if day else 1]
+
+
+def _condition(t: float, day: bool, *, sloppy: bool, lang: str | None = None) -> dict[str, Any]:
     code = condition_code(t)
-    text = CONDITIONS[code][0 if day else 1]
+    text = condition_text(code, day, lang)
     if sloppy and code in (1000, 1003, 1006, 1009):
-        text = text.title() + " "  # the real API's hourly/daily texts: "Partly Cloudy " with a trailing space
+        # The real API's hourly/daily texts: "Partly Cloudy " in title case with a trailing space.
+        text = (text if lang in CONDITIONS_BY_LANG else text.title()) + " "
     icon = _ICON_NUMBER.get(code, 296)
     return {
         "text": text,
@@ -137,7 +167,7 @@ def _condition(t: float, day: bool, *, sloppy: bool) -> dict[str, Any]:
     }
 
 
-def _hour_entry(t: float) -> dict[str, Any]:
+def _hour_entry(t: float, lang: str | None) -> dict[str, Any]:
     day = is_day(t)
     temp = temperature_c(t)
     wind = wind_kph(t)
@@ -149,7 +179,7 @@ def _hour_entry(t: float) -> dict[str, Any]:
         "temp_c": round(temp, 1),
         "temp_f": round(temp * 9 / 5 + 32, 1),
         "is_day": 1 if day else 0,
-        "condition": _condition(t, day, sloppy=True),
+        "condition": _condition(t, day, sloppy=True, lang=lang),
         "wind_kph": round(wind, 1),
         "wind_degree": round(180 + 120 * _wave(t, 61.0, 0.9)) % 360,
         "wind_dir": _WIND_DIRS[round((180 + 120 * _wave(t, 61.0, 0.9)) % 360 / 22.5) % 16],
@@ -171,8 +201,10 @@ def _ampm(t: float) -> str:
     return _local(t).strftime("%I:%M %p")
 
 
-def forecast_payload(now: float, days: int, *, query: str, alerts: bool, aqi: bool) -> dict[str, Any]:
-    """A WeatherAPI forecast.json answer for `now`."""
+def forecast_payload(
+    now: float, days: int, *, query: str, alerts: bool, aqi: bool, lang: str | None = None
+) -> dict[str, Any]:
+    """A WeatherAPI forecast.json answer for `now`; condition texts in `lang` (WeatherAPI's code, e.g. "sv")."""
     local_now = _local(now)
     observed = math.floor(now / 900) * 900  # the real API updates `current` every 15 minutes or so
     day_now = is_day(observed)
@@ -184,7 +216,7 @@ def forecast_payload(now: float, days: int, *, query: str, alerts: bool, aqi: bo
         "temp_c": round(temp, 1),
         "temp_f": round(temp * 9 / 5 + 32, 1),
         "is_day": 1 if day_now else 0,
-        "condition": _condition(observed, day_now, sloppy=False),
+        "condition": _condition(observed, day_now, sloppy=False, lang=lang),
         "wind_mph": round(wind / 1.609, 1),
         "wind_kph": round(wind, 1),
         "wind_degree": round(180 + 120 * _wave(observed, 61.0, 0.9)) % 360,
@@ -207,7 +239,7 @@ def forecast_payload(now: float, days: int, *, query: str, alerts: bool, aqi: bo
         hours = []
         t = midnight
         while _local(t).date() == date:  # 23 or 25 entries on DST days: one per real hour
-            hours.append(_hour_entry(t))
+            hours.append(_hour_entry(t, lang))
             t += 3600
         temps = [h["temp_c"] for h in hours]
         noon = midnight + 13 * 3600
@@ -224,7 +256,7 @@ def forecast_payload(now: float, days: int, *, query: str, alerts: bool, aqi: bo
             "daily_chance_of_rain": rain_chance,
             "daily_will_it_snow": 1 if max(h["chance_of_snow"] for h in hours) >= 50 else 0,
             "daily_chance_of_snow": max(h["chance_of_snow"] for h in hours),
-            "condition": _condition(noon, True, sloppy=True),
+            "condition": _condition(noon, True, sloppy=True, lang=lang),
             "uv": 2.0,
         }
         if i == 1:
@@ -279,11 +311,11 @@ def weather_alerts(now: float) -> list[dict[str, Any]]:
         "areas": "Stockholms län",
         "category": "Met",
         "certainty": "Likely",
-        "event": "Kuling <vind> & byar",
+        "event": "Kuling",
         "note": "",
         "effective": _local(start).isoformat(timespec="seconds"),
         "expires": _local(start + 43200).isoformat(timespec="seconds"),
-        "desc": "Nordlig kuling 14–18 m/s i byarna.\nRisk för <b>nedfallna</b> grenar & förseningar i trafiken.",
+        "desc": "Nordlig kuling 14–18 m/s i byarna.\nRisk för nedfallna grenar och förseningar i trafiken.",
         "instruction": "",
     }
     return [alert, dict(alert, areas="Uppsala län")]
@@ -383,8 +415,8 @@ def _display(now: float, t: float) -> str:
     return _local(t).strftime("%H:%M")
 
 
-STOP_DEVIATION = "Hissen mellan plattformen och Götgatan är ur funktion. Använd hissen vid <Ryssgården>."
-BUS_2_DEVIATION = "Linje 2 kör omväg via Götgatan & Ringvägen på grund av vägarbete."
+STOP_DEVIATION = "Hissen mellan plattformen och Götgatan är ur funktion. Använd hissen vid Ryssgården."
+BUS_2_DEVIATION = "Linje 2 kör omväg via Götgatan och Ringvägen på grund av vägarbete."
 
 
 def departures_payload(
@@ -489,13 +521,13 @@ _PLAN: dict[int, list[tuple[int, int, str, str, str, tuple[float, float], float,
     0: [(7, 5, "Run", "Run", "Morgonlöpning", (6.0, 9.0), 330, "hr")],
     1: [
         (7, 50, "Ride", "Ride", "Pendling → jobbet 🚲", (8.0, 9.0), 150, "hr"),
-        (17, 20, "Ride", "Ride", "Hem via Söder & <Skanstull>", (9.0, 11.0), 160, "hr"),
+        (17, 20, "Ride", "Ride", "Hem via Söder och Skanstull", (9.0, 11.0), 160, "hr"),
     ],
-    2: [(18, 0, "Run", "Run", "<b>Intervaller</b> 6×800 m", (8.0, 10.0), 300, "hr")],
+    2: [(18, 0, "Run", "Run", "Intervaller 6×800 m", (8.0, 10.0), 300, "hr")],
     3: [(6, 45, "Swim", "Swim", "Simning Eriksdalsbadet", (1.5, 2.5), 1400, "none")],
     4: [(12, 10, "Walk", "Walk", "Lunchpromenad", (3.0, 5.0), 720, "null")],
     5: [(9, 30, "TrailRun", "Run", "Långpass i Nackareservatet 🌲", (14.0, 21.0), 380, "hr")],
-    6: [(10, 0, "Ride", "Ride", 'Söndagstur <img src=x onerror="alert(1)">', (40.0, 70.0), 130, "hr")],
+    6: [(10, 0, "Ride", "Ride", "Söndagstur till Vaxholm", (40.0, 70.0), 130, "hr")],
 }
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -165,7 +164,7 @@ def parse_departures(
                     "state": state,
                     "cancelled": cancelled,
                     "deviations": _messages(r, r.items(dep, "deviations", path, optional=True), f"{path}.deviations"),
-                    "leave_in_min": math.floor(leave_in_s / 60.0),
+                    "leave_in_min": leave_in_s / 60.0,  # unrounded: the page rounds once, for display
                 },
             )
         )

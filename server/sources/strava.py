@@ -410,7 +410,7 @@ def parse_activity(item: Any, path: str, tz: dt.tzinfo) -> Activity:
         "id": r.integer(item, "id", path, within=(1.0, 2.0**63)),
         "name": r.text(item, "name", path, optional=True) or "",  # user text, HTML and all: the page shows text
         "sport_type": sport_type,
-        "distance_km": round(distance_m / 1000.0, 2),
+        "distance_km": distance_m / 1000.0,  # as received: the page rounds once, for display
         "moving_time_s": moving_time_s,
         "elevation_m": r.number(item, "total_elevation_gain", path, optional=True, within=(0.0, 1e5)),
         "start": dt.datetime.fromtimestamp(start_s, tz).isoformat(timespec="seconds"),
@@ -427,7 +427,7 @@ def parse_activities(payload: Any, tz: dt.tzinfo, path: str = "activities") -> l
 
 
 def week_totals(activities: Sequence[Activity], start_s: float) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """(totals, totals by sport_type) of activities from `start_s` on; metres summed first, then rounded."""
+    """(totals, totals by sport_type) of activities from `start_s` on; metres summed, never rounded here."""
     seen: set[Any] = set()
     total_m, total_s, count = 0.0, 0, 0
     by_sport: dict[str, list[float]] = {}
@@ -442,9 +442,9 @@ def week_totals(activities: Sequence[Activity], start_s: float) -> tuple[dict[st
         sums[0] += activity.distance_m
         sums[1] += activity.moving_time_s
         sums[2] += 1
-    totals = {"distance_km": round(total_m / 1000.0, 2), "moving_time_s": total_s, "count": count}
+    totals = {"distance_km": total_m / 1000.0, "moving_time_s": total_s, "count": count}
     sports = {
-        sport: {"distance_km": round(m / 1000.0, 2), "moving_time_s": int(s), "count": int(n)}
+        sport: {"distance_km": m / 1000.0, "moving_time_s": int(s), "count": int(n)}
         for sport, (m, s, n) in sorted(by_sport.items())
     }
     return totals, sports

@@ -101,6 +101,26 @@ _ERROR_MEANINGS: dict[int, tuple[str, bool]] = {
     9999: ("WeatherAPI: internal error at weatherapi.com", False),
 }
 
+# The languages WeatherAPI translates condition texts into (https://www.weatherapi.com/docs/multilingual/).
+# English is the default and needs no parameter; a language not listed here gets English texts.
+_LANGS_TEXT = """
+ar bn bg zh zh_tw cs da nl fi fr de el hi hu it ja jv ko zh_cmn mr pl pt pa ro ru sr si sk es sv ta te tr uk ur vi
+zh_wuu zh_hsn zh_yue zu
+"""
+WEATHERAPI_LANGS = frozenset(_LANGS_TEXT.split())
+
+
+def weatherapi_lang(locale: str) -> str | None:
+    """The `lang` parameter for the page's BCP 47 locale ("sv-SE" → "sv"); None for English or an unknown language."""
+    subtags = [part.lower() for part in locale.replace("_", "-").split("-") if part]
+    if not subtags:
+        return None
+    lang = subtags[0]
+    if lang == "zh" and ({"hant", "tw", "hk", "mo"} & set(subtags[1:])):
+        lang = "zh_tw"  # Traditional characters
+    return lang if lang in WEATHERAPI_LANGS else None
+
+
 # Physically plausible ranges: a value outside is damaged data, reported by field, never shown.
 TEMP_C = (-90.0, 60.0)
 PCT = (0.0, 100.0)
@@ -307,9 +327,11 @@ class WeatherSource:
         base_url: str | None = None,
         client: HttpClient | None = None,
         clock: Callable[[], float] = time.time,
+        locale: str = "en",
     ) -> None:
         self.config = config
         self.tz = tz
+        self.lang = weatherapi_lang(locale)  # condition texts in the page's language
         self.base_url = (base_url or config.base_url).rstrip("/")
         self.interval_s = config.interval_s
         self.max_age_s = stale_after_s(config.max_age_s, config.interval_s)
@@ -321,6 +343,8 @@ class WeatherSource:
     def fetch(self) -> dict[str, dict]:
         params = {"key": self.config.api_key, "q": self.config.query, "days": self.config.days}
         params |= {"alerts": "yes", "aqi": "no"}
+        if self.lang is not None:
+            params["lang"] = self.lang
         response = self.client.request("GET", f"{self.base_url}/forecast.json", params=params)
         try:
             check_error_body(response)

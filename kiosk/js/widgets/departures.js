@@ -15,12 +15,16 @@ function modeOf(value) {
   return MODES.has(mode) ? mode : "other";
 }
 
-/** Countdown text: "now", "4:32" within 20 minutes (it ticks), "34 min" within the hour, else the clock time. */
+/**
+ * Countdown text that cannot be taken for a time of day from across the room: "Now" in the last half
+ * minute, "45 s" within the minute (it ticks), "3 min" within the hour (whole minutes left, as SL's signs
+ * count), else the clock time of the departure.
+ */
 export function countdown(untilMs, atMs) {
-  const s = Math.round((untilMs - atMs) / 1000);
+  const s = Math.floor((untilMs - atMs) / 1000);
   if (s <= 30) return { main: t("now"), unit: "" };
-  if (s < 20 * 60) return { main: `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`, unit: "" };
-  if (s < 60 * 60) return { main: String(Math.round(s / 60)), unit: t("min") };
+  if (s < 60) return { main: String(s), unit: t("seconds") };
+  if (s < 60 * 60) return { main: String(Math.floor(s / 60)), unit: t("min") };
   return { main: time(untilMs), unit: "" };
 }
 
@@ -86,7 +90,8 @@ export function mount(root, store) {
       setText(row.unit, c.unit);
       setClass(row.root, "is-soon", row.expectedMs - nowMs < 5 * 60_000);
       if (row.leaveMs !== null) {
-        const leaveMin = Math.ceil((row.leaveMs - nowMs) / 60_000);
+        // Whole minutes left to leave, rounded down: "leave in 5 min" never promises time you do not have.
+        const leaveMin = Math.floor((row.leaveMs - nowMs) / 60_000);
         // "now" twice on one row says nothing more: the countdown alone does.
         const text = leaveMin > 0 ? t("leaveIn")(leaveMin) : t("leaveNow");
         setText(row.leave, c.main === t("now") ? "" : text);

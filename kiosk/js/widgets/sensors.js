@@ -248,7 +248,9 @@ export function mount(root, store) {
   const drawValues = (row, state) => {
     const data = state?.data ?? {};
     const d = showState(row.root, row.status, state);
-    setText(row.name, typeof data.name === "string" && data.name.trim() ? data.name.trim() : row.series.id);
+    const configured = store.sensorNames[row.series.id];
+    const name = [data.name, configured].find((n) => typeof n === "string" && n.trim());
+    setText(row.name, name ? name.trim() : row.series.id);
     setText(row.temp, temperature(data.temperature_c, 1));
     setText(row.humidity, isNum(data.humidity_pct) ? percent(data.humidity_pct) : "");
     setText(row.pressure, isNum(data.pressure_hpa) ? pressure(data.pressure_hpa) : "");

@@ -2,7 +2,7 @@
 
 import { frame } from "../card.js";
 import { el, fitChildren, setText, show } from "../dom.js";
-import { DASH, distanceKm, duration, heartRate, isNum, paceOrSpeed, parseTime, weekdayShort } from "../format.js";
+import { DASH, distance, duration, heartRate, isNum, paceOrSpeed, parseTime, weekdayShort } from "../format.js";
 import { t } from "../strings.js";
 
 const MAX_ACTIVITIES = 10;
@@ -27,8 +27,10 @@ export function sportIcon(sportType) {
   return "/icons/sport-generic.svg";
 }
 
-/** "TrailRun" → "Trail run": a label for a sport type without a translation table. */
+/** The sport's name in the page's language; otherwise "TrailRun" → "Trail run". */
 function sportLabel(sportType) {
+  const known = t("sports")[sportType];
+  if (typeof known === "string") return known;
   const words = String(sportType || "").replace(/([a-z])([A-Z])/g, "$1 $2");
   return words ? words.charAt(0) + words.slice(1).toLowerCase() : DASH;
 }
@@ -92,7 +94,7 @@ export function mount(root, store) {
       setText(row.name, text(a.name));
       const startMs = parseTime(a.start);
       setText(row.when, startMs === null ? "" : weekdayShort(startMs));
-      setText(row.distance, distanceKm(a.distance_km));
+      setText(row.distance, distance(a.distance_km));
       setText(row.time, duration(a.moving_time_s));
       setText(row.pace, paceOrSpeed(a.sport_type, a.distance_km, a.moving_time_s));
       setText(row.hr, `♥ ${heartRate(a.average_heartrate)}`);
@@ -114,7 +116,7 @@ export function mount(root, store) {
       const [sport, totals] = entry;
       s.icon.setAttribute("src", sportIcon(sport));
       s.icon.setAttribute("title", sportLabel(sport));
-      setText(s.distance, isNum(totals.distance_km) && totals.distance_km > 0 ? distanceKm(totals.distance_km) : duration(totals.moving_time_s));
+      setText(s.distance, isNum(totals.distance_km) && totals.distance_km > 0 ? distance(totals.distance_km) : duration(totals.moving_time_s));
       const extra = isNum(totals.distance_km) && totals.distance_km > 0 ? duration(totals.moving_time_s) : "";
       setText(s.detail, extra);
       s.root.setAttribute("title", isNum(totals.count) ? t("activities")(totals.count) : "");

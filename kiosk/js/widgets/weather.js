@@ -33,7 +33,7 @@ export function mount(root, store) {
     setText(temp, temperature(now.temperature_c));
     setText(condition, text(now.condition));
     setText(feels, `${t("feelsLike")} ${temperature(now.feels_like_c)}`);
-    const dir = typeof now.wind_dir === "string" ? ` ${now.wind_dir}` : "";
+    const dir = typeof now.wind_dir === "string" ? ` ${t("compass")(now.wind_dir)}` : "";
     setText(windNode, `${t("wind")} ${wind(now.wind_kph)}${isNum(now.wind_kph) ? dir : ""}`);
     setText(humidity, `${t("humidity")} ${percent(now.humidity_pct)}`);
     const today = Array.isArray(data.days) && data.days[0] && typeof data.days[0] === "object" ? data.days[0] : {};
