@@ -29,7 +29,7 @@ import yaml
 
 from tests import nspawn
 from tests.conftest import REPO, free_port, require_tool
-from tests.test_provision import _build_wheelhouse, _snapshot_repo
+from tests.wheelhouse import build_wheelhouse, snapshot_repo
 
 SECRET = "s3cr3t-nspawn-token-91c2"
 TIMINGS = REPO / "tests" / "artifacts" / "system-timings.json"
@@ -98,9 +98,9 @@ def _need_root_and_tools() -> None:
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     _need_root_and_tools()
     base = tmp_path_factory.mktemp("nspawn")
-    repo = _snapshot_repo(base / "repo")
+    repo = snapshot_repo(base / "repo")
     wheels = base / "wheels"
-    _build_wheelhouse(wheels, repo / "pyproject.toml")
+    build_wheelhouse(wheels, repo / "pyproject.toml")
     server_port = free_port()
     config = base / "config.yaml"
     config.write_text(
