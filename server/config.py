@@ -133,10 +133,29 @@ class StravaConfig:
 
 
 @dataclass(frozen=True)
+class CalendarFeedConfig:
+    name: str  # shown on the wall; the topic's `calendar` and `calendars[].name`
+    url: str  # the private ICS address: a secret, written as "${NAME}"; webcal:// is fetched as https://
+    color: str | None = None  # "#rgb" or "#rrggbb"
+
+
+@dataclass(frozen=True)
+class CalendarConfig:
+    calendars: tuple[CalendarFeedConfig, ...]
+    interval_s: float = ruled(900.0, **POSITIVE)
+    days: int = ruled(7, ge=1, le=31)  # today and the next days-1 days
+    timezone: str | None = None  # default: the top-level timezone
+    max_bytes: int = ruled(20_000_000, ge=10_000)  # private feeds carry their whole history: 19 MB exists
+    timeout_s: float = ruled(60.0, **POSITIVE)  # the whole download of one feed
+    max_age_s: float | None = None
+
+
+@dataclass(frozen=True)
 class SourcesConfig:
     weather: WeatherConfig | None = None
     departures: DeparturesConfig | None = None
     strava: StravaConfig | None = None
+    calendar: CalendarConfig | None = None
 
 
 SensorType = Literal["bme280", "bmp280", "sht31", "sht3x", "mcp9808", "ds18b20", "dht22"]
@@ -235,7 +254,7 @@ class WallConfig:
     check_interval_s: float = ruled(10.0, **POSITIVE)
 
 
-PAGE_WIDGETS = ("clock", "weather", "departures", "sensors", "forecast", "strava")  # kiosk/js/widgets/<name>.js
+PAGE_WIDGETS = ("clock", "weather", "departures", "sensors", "forecast", "strava", "calendar")  # kiosk/js/widgets/
 
 
 @dataclass(frozen=True)
@@ -246,7 +265,7 @@ class PageConfig:
     clock_24h: bool = True  # false: "2:52 PM"
     night_from: str | None = "22:00"  # dimmed theme from/until, local time
     night_until: str | None = "06:30"
-    widgets: tuple[str, ...] = ("clock", "weather", "departures", "sensors", "forecast", "strava")
+    widgets: tuple[str, ...] = ("clock", "weather", "calendar", "departures", "sensors", "forecast", "strava")
     large: tuple[str, ...] = ("departures", "strava")  # wider column in landscape, a whole row in portrait
     reload_at: str | None = "04:00"  # daily reload to cap browser memory
 
@@ -309,7 +328,7 @@ class MqttConfig:
     session_expiry_s: int = ruled(86400, ge=0)  # the broker keeps our subscriptions and queued QoS 1 messages this long
     role: MqttRole = "standalone"
     leader: str | None = None  # follower: the leader's base topic, e.g. homeboard/kitchen
-    share_topics: tuple[str, ...] = ("weather", "departures", "strava", "sensor/*")
+    share_topics: tuple[str, ...] = ("weather", "departures", "strava", "calendar", "sensor/*")
     # Follower: null = each topic's max age as the leader sends it.
     follow_max_age_s: float | None = ruled(None, **POSITIVE)
     sensors: tuple[MqttSensorConfig, ...] = ()
@@ -540,6 +559,7 @@ def _check(cfg: Config) -> None:
         path = getattr(tls, key)
         if path is not None and not os.access(path, os.R_OK):
             raise ConfigError(f"server.tls.{key}: cannot read {path}")
+    _check_calendar(cfg.sources.calendar)
     seen: set[str] = set()
     for section in ("sensors", "remote_sensors"):
         for i, s in enumerate(getattr(cfg, section)):
@@ -570,6 +590,38 @@ def _check(cfg: Config) -> None:
                 raise ConfigError(f"page.{key}[{i}]: unknown widget {_describe(name)} (known: {known})")
     if cfg.mqtt is not None:
         _check_mqtt(cfg.mqtt, seen)
+
+
+_COLOR_RE = re.compile(r"#[0-9A-Fa-f]{3}|#[0-9A-Fa-f]{6}")
+
+
+def _check_calendar(cal: CalendarConfig | None) -> None:
+    """sources.calendar: named feeds with http(s)/webcal addresses. Messages never echo an address (a secret)."""
+    if cal is None:
+        return
+    if not cal.calendars:
+        raise ConfigError("sources.calendar.calendars: list at least one calendar ({name, url})")
+    if cal.timezone is not None:
+        try:
+            import zoneinfo
+
+            zoneinfo.ZoneInfo(cal.timezone)
+        except Exception as err:
+            raise ConfigError(f'sources.calendar.timezone: unknown time zone "{cal.timezone}"') from err
+    names: set[str] = set()
+    for i, feed in enumerate(cal.calendars):
+        path = f"sources.calendar.calendars[{i}]"
+        if not feed.name.strip() or len(feed.name) > 60:
+            raise ConfigError(f"{path}.name: expected a name of 1-60 characters")
+        if feed.name in names:
+            raise ConfigError(f"{path}.name: duplicate calendar name {_describe(feed.name)}")
+        names.add(feed.name)
+        placeholder = re.fullmatch(r"demo-[a-z0-9_]+", feed.url)  # demo mode's stand-in for an unset secret
+        if not placeholder and not re.fullmatch(r"(?i)(https?|webcals?)://[^\s/?#]+[^\s]*", feed.url):
+            # Not the value itself: a feed address is a secret, and this line goes to a terminal and a journal.
+            raise ConfigError(f'{path}.url: expected an https:// or webcal:// address (written as "${{NAME}}")')
+        if feed.color is not None and not _COLOR_RE.fullmatch(feed.color):
+            raise ConfigError(f'{path}.color: expected a colour like "#3b82f6", got {_describe(feed.color)}')
 
 
 _MQTT_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")  # also what Home Assistant allows in node_id / object_id

@@ -64,6 +64,11 @@ class ConfigHandler(BaseHandler):
                 "timezone": cfg.timezone,
                 "demo": cfg.demo,
                 "page": dataclasses.asdict(cfg.page),
+                # Names and colours only: a calendar's address is a secret and never leaves the server.
+                "calendars": [
+                    {"name": c.name, "color": c.color}
+                    for c in (cfg.sources.calendar.calendars if cfg.sources.calendar else ())
+                ],
                 # Names for sensors still waiting for their first reading (a reading carries its own name).
                 "sensor_names": {sensor_id: entry.name for sensor_id, entry in self.board.readings.sensors.items()},
             }

@@ -32,6 +32,7 @@ from server.config import (
     WeatherConfig,
     replace,
 )
+from server.demo.calendars import DEMO_CALENDAR
 from server.readings.history import History, HistoryError
 from server.readings.path import ReadingPath
 from server.readings.reading import Reading, make_reading
@@ -57,6 +58,7 @@ def demo_config(cfg: Config) -> Config:
         weather=s.weather or WeatherConfig(api_key="demo-key"),
         departures=s.departures or DeparturesConfig(site_id=9192),
         strava=strava,
+        calendar=s.calendar or DEMO_CALENDAR,
     )
     gpio = replace(cfg.gpio, backend="emulated", pir=cfg.gpio.pir or DEMO_PIR, pir_warmup_s=0.0)
     return replace(cfg, demo=True, sources=sources, sensors=cfg.sensors or _default_sensors(), gpio=gpio)
