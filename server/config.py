@@ -142,11 +142,11 @@ class CalendarFeedConfig:
 @dataclass(frozen=True)
 class CalendarConfig:
     calendars: tuple[CalendarFeedConfig, ...]
-    interval_s: float = 900.0
-    days: int = 7  # today and the next days-1 days
+    interval_s: float = ruled(900.0, **POSITIVE)
+    days: int = ruled(7, ge=1, le=31)  # today and the next days-1 days
     timezone: str | None = None  # default: the top-level timezone
-    max_bytes: int = 20_000_000  # private feeds carry their whole history: 19 MB exists
-    timeout_s: float = 60.0  # the whole download of one feed
+    max_bytes: int = ruled(20_000_000, ge=10_000)  # private feeds carry their whole history: 19 MB exists
+    timeout_s: float = ruled(60.0, **POSITIVE)  # the whole download of one feed
     max_age_s: float | None = None
 
 
@@ -577,10 +577,6 @@ def _check(cfg: Config) -> None:
         path = getattr(tls, key)
         if path is not None and not os.access(path, os.R_OK):
             raise ConfigError(f"server.tls.{key}: cannot read {path}")
-    for name in ("weather", "departures", "strava", "calendar"):
-        src = getattr(cfg.sources, name)
-        if src is not None and src.interval_s <= 0:
-            raise ConfigError(f"sources.{name}.interval_s: must be greater than 0")
     _check_calendar(cfg.sources.calendar)
     seen: set[str] = set()
     for section in ("sensors", "remote_sensors"):
@@ -623,8 +619,6 @@ def _check_calendar(cal: CalendarConfig | None) -> None:
         return
     if not cal.calendars:
         raise ConfigError("sources.calendar.calendars: list at least one calendar ({name, url})")
-    if not 1 <= cal.days <= 31:
-        raise ConfigError(f"sources.calendar.days: expected 1-31, got {cal.days}")
     if cal.timezone is not None:
         try:
             import zoneinfo
@@ -632,10 +626,6 @@ def _check_calendar(cal: CalendarConfig | None) -> None:
             zoneinfo.ZoneInfo(cal.timezone)
         except Exception as err:
             raise ConfigError(f'sources.calendar.timezone: unknown time zone "{cal.timezone}"') from err
-    if cal.max_bytes < 10_000:
-        raise ConfigError(f"sources.calendar.max_bytes: expected at least 10000, got {cal.max_bytes}")
-    if cal.timeout_s <= 0:
-        raise ConfigError("sources.calendar.timeout_s: must be greater than 0")
     names: set[str] = set()
     for i, feed in enumerate(cal.calendars):
         path = f"sources.calendar.calendars[{i}]"
