@@ -22,18 +22,24 @@ CSP = (
 )
 
 
+# On every answer of ours (no server banner either), and on every JSON answer; server/core/state_route.py uses them too.
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+JSON_BODY_HEADERS = {"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store"}
+JSON_HEADERS = {**JSON_BODY_HEADERS, **SECURITY_HEADERS}
+
+
 class BaseHandler(tornado.web.RequestHandler):
     """JSON errors everywhere, security headers, no server banner."""
 
     def set_default_headers(self) -> None:
         self.clear_header("Server")
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Referrer-Policy", "no-referrer")
+        for name, value in SECURITY_HEADERS.items():
+            self.set_header(name, value)
 
     def write_json(self, body: bytes | dict[str, Any], status: int = 200) -> None:
         self.set_status(status)
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.set_header("Cache-Control", "no-store")
+        for name, value in JSON_BODY_HEADERS.items():
+            self.set_header(name, value)
         self.finish(body if isinstance(body, bytes) else dumpb(body))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
