@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import re
@@ -86,6 +87,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = ruled(8080, **PORT)
     allowed_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()  # more names the server answers to (DNS rebinding check)
     tls: TlsConfig = field(default_factory=TlsConfig)
     executor_threads: int = 4
     max_body_bytes: int = 65536
@@ -569,6 +571,7 @@ def _check(cfg: Config) -> None:
         zoneinfo.ZoneInfo(cfg.timezone)
     except Exception as err:
         raise ConfigError(f'timezone: unknown time zone "{cfg.timezone}"') from err
+    _check_allowed_hosts(cfg.server.allowed_hosts)
     tls = cfg.server.tls
     if (tls.certfile is None) != (tls.keyfile is None):
         missing = "server.tls.keyfile" if tls.keyfile is None else "server.tls.certfile"
@@ -608,6 +611,27 @@ def _check(cfg: Config) -> None:
                 raise ConfigError(f"page.{key}[{i}]: unknown widget {_describe(name)} (known: {known})")
     if cfg.mqtt is not None:
         _check_mqtt(cfg.mqtt, seen)
+
+
+_HOST_NAME_RE = re.compile(r"(?=.{1,253}\.?$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_][A-Za-z0-9_-]{0,62})*\.?")
+
+
+def _check_allowed_hosts(hosts: tuple[str, ...]) -> None:
+    """server.allowed_hosts: bare names or addresses, as a browser writes them in the Host header minus the port."""
+    for i, host in enumerate(hosts):
+        text = host.strip()
+        if text.startswith("[") and text.endswith("]"):
+            text = text[1:-1]
+        try:
+            ipaddress.ip_address(text)
+            continue
+        except ValueError:
+            pass
+        if not _HOST_NAME_RE.fullmatch(text) or text.replace(".", "").isdigit():
+            raise ConfigError(
+                f"server.allowed_hosts[{i}]: expected a host name or address like homeboard.lan or 192.168.1.20 "
+                f"(no scheme, port, path or wildcard), got {_describe(host)}"
+            )
 
 
 _COLOR_RE = re.compile(r"#[0-9A-Fa-f]{3}|#[0-9A-Fa-f]{6}")

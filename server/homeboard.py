@@ -210,7 +210,11 @@ class Homeboard:
 
     def health_sections(self) -> dict[str, HealthCheck]:
         """/healthz sections beside "sources": each a dict whose "status" other than ok makes it degraded."""
-        sections: dict[str, HealthCheck] = {"history": self.history.health, "wall": self.wall.health}
+        sections: dict[str, HealthCheck] = {
+            "history": self.history.health,
+            "wall": self.wall.health,
+            "display": self.display.health,
+        }
         if self.mqtt is not None:
             sections["mqtt"] = self.mqtt.health
         calendar = self.runner.sources.get("calendar")

@@ -39,8 +39,8 @@ def raw_exchange(port: int, request: bytes, answers: int) -> list[tuple[bytes, d
 
 
 def test_get_answers_with_the_json_headers_on_keep_alive(server: ServerThread) -> None:
-    req = b"GET /api/state HTTP/1.1\r\nHost: x\r\n\r\n"
-    answers = raw_exchange(server.port, req + req + b"GET /api/state?x=1 HTTP/1.1\r\nHost: x\r\n\r\n", 3)
+    req = b"GET /api/state HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    answers = raw_exchange(server.port, req + req + b"GET /api/state?x=1 HTTP/1.1\r\nHost: localhost\r\n\r\n", 3)
     for status, headers, body in answers[:3]:
         assert status == b"HTTP/1.1 200 OK"
         assert headers["content-type"] == "application/json; charset=utf-8"
@@ -64,7 +64,7 @@ def test_http10_closes_after_the_answer(server: ServerThread) -> None:
 
 def test_other_methods_get_405_as_json(server: ServerThread) -> None:
     for method in (b"POST", b"PUT", b"DELETE", b"HEAD"):
-        req = method + b" /api/state HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        req = method + b" /api/state HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
             s.sendall(req)
             data = b""

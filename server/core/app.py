@@ -23,6 +23,7 @@ from server.core.handlers import (
     PageStaticHandler,
     StateHandler,
 )
+from server.core.hostcheck import HostCheckedApplication, HostPolicy
 from server.core.memory import HeapTrimmer
 from server.core.state_route import StateRoute
 from server.core.ws import LiveSocket
@@ -79,8 +80,9 @@ def make_app(board: Homeboard) -> tornado.web.Application:
         (r"/api/.*", NotFoundHandler),
         (r"/(.*)", PageStaticHandler, {"path": str(KIOSK_DIR), "default_filename": "index.html"}),
     ]
-    return tornado.web.Application(
+    return HostCheckedApplication(
         routes,
+        host_policy=HostPolicy.for_server(cfg.host, cfg.allowed_hosts),
         log_function=log_request,
         websocket_ping_interval=cfg.ws_ping_interval_s,
         websocket_ping_timeout=cfg.ws_ping_interval_s,

@@ -116,11 +116,16 @@ class Hub:
         state.restored, state.stale = False, fresh.stale
         self._changed(topic, state, encoded)
 
-    def publish_error(self, topic: str, message: str, status: Status = "error") -> None:
-        """The source failed: keep the last good value and its time, say what is wrong."""
+    def publish_error(
+        self, topic: str, message: str, status: Status = "error", *, data: dict[str, Any] | None = None
+    ) -> None:
+        """The source failed: keep the last good value and its time, say what is wrong. `data`: what the failed
+        thing really is now, when that is known (a screen that did not switch reads back its old state)."""
         state = self.topics.setdefault(topic, TopicState())
-        if state.status == status and state.error == message:
+        if state.status == status and state.error == message and (data is None or data == state.data):
             return
+        if data is not None:
+            state.data, state.updated_at = data, self.clock()
         state.status = status
         state.error = message
         state.stale = self._is_stale(state, self.clock())
