@@ -1,28 +1,49 @@
-"""make bench: figures on this machine, as a table and one JSON line.
+"""make bench: Homeboard's figures on this machine, each measured on the real `python -m server` through its
+public routes (no bench-only server, no hooks).
 
-- GET /api/state requests/s and p99 (wrk, against the demo server)
-- WebSocket delivery latency p50/p99/max and lost messages, 100 and 1000 clients at 20 updates/s
-- server RSS: idle in demo mode, and with 1000 clients connected
+  post   LAN sensor POST /api/sensors/{id}/readings → WebSocket frame: p50 / p99 / max and lost frames, with
+         1000 WebSocket clients connected and 20 readings/s from 10 devices (bench/ws_clients.py, another process)
+  mqtt   MQTT publish (QoS 1, a real Mosquitto on a loopback port) → WebSocket frame, same load
+  rss    idle RSS of the demo server (`python -m server --demo`), 15 s after start
+  state  GET /api/state: requests/s and CPU µs per request, server pinned to one core and wrk to the other;
+         with --compare-url/--compare-pid, the same for another server, in paired runs A B B A
+
+Every figure is measured --runs times (default 3) and quoted as median and min–max. This machine may be shared:
+prefer the CPU time per request and the paired ratio to wall-clock throughput.
+
+  .venv/bin/python bench/run.py [--only post,mqtt,rss,state] [--runs 3]
+  .venv/bin/python bench/run.py --only state --save-state /tmp/state.json     # the document, for another server
+  .venv/bin/python bench/run.py --only state --compare-url http://127.0.0.1:9292/api/state --compare-pid PID
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import re
+import resource
+import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
+FIGURES = ("post", "mqtt", "rss", "state")
+SENSOR_ID = "bench"
 
 
 def free_port() -> int:
@@ -39,219 +60,352 @@ def rss_kb(pid: int) -> int:
 
 
 def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads (not its children)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wait_http(url: str, timeout_s: float = 30) -> None:
+def wait_http(url: str, timeout_s: float = 30, ready: Callable[[bytes], bool] | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if ready is None or ready(r.read()):
+                    return
         except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer")
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer in {timeout_s:.0f} s")
 
 
-def demo_server(tmp: str) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [PY, "-m", "server", "--demo", "--port", str(port), "--data-dir", tmp, "--config", str(REPO / "config.yaml")],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_http(f"http://127.0.0.1:{port}/healthz")
-    return proc, port
+def raise_fd_limit() -> None:
+    """1000 WebSocket clients need more than the usual 1024 descriptors, in the server and the client process."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 8192 if hard == resource.RLIM_INFINITY else min(8192, hard)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
-def bench_state(port: int) -> dict:
-    wrk = shutil.which("wrk")
-    url = f"http://127.0.0.1:{port}/api/state"
-    if wrk:
-        out = subprocess.run(
-            [wrk, "-t1", "-c20", "-d10s", "--latency", url], capture_output=True, text=True, check=True
-        ).stdout
-        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-        m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-        scale = {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
-        return {"tool": "wrk -t1 -c20 -d10s", "rps": round(rps), "p99_ms": round(float(m.group(1)) * scale, 2)}
-    # Fallback without wrk: sequential keep-alive requests (a lower bound on throughput).
-    import http.client
+class Server:
+    """`python -m server` with a config written for the run, in its own data directory."""
 
-    conn = http.client.HTTPConnection("127.0.0.1", port)
-    lat = []
-    t_end = time.monotonic() + 5
-    while time.monotonic() < t_end:
-        t0 = time.perf_counter()
-        conn.request("GET", "/api/state")
-        conn.getresponse().read()
-        lat.append((time.perf_counter() - t0) * 1000)
-    lat.sort()
-    return {"tool": "python keep-alive loop", "rps": round(len(lat) / 5), "p99_ms": round(lat[int(len(lat) * 0.99)], 2)}
-
-
-def bench_fanout(clients: int, rate: float = 20, count: int = 200) -> dict:
-    port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        server = subprocess.Popen(
-            [PY, str(REPO / "bench/fanout_server.py"), "--port", str(port), "--data-dir", tmp],
+    def __init__(self, tmp: str, config: dict[str, Any], demo: bool = False, env: dict[str, str] | None = None):
+        self.port = free_port()
+        data_dir = Path(tmp) / f"data-{self.port}"
+        data_dir.mkdir()
+        path = data_dir / "config.yaml"
+        path.write_text(yaml.safe_dump({"data_dir": str(data_dir), "log_level": "warning", **config}))
+        cmd = [PY, "-m", "server", "--config", str(path), "--port", str(self.port)]
+        self.proc = subprocess.Popen(
+            [*cmd, "--demo"] if demo else cmd,
             cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
+        self.pid = self.proc.pid
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
         try:
-            wait_http(f"http://127.0.0.1:{port}/healthz")
-            rss_before = rss_kb(server.pid)
-            proc = subprocess.Popen(
-                [
-                    PY,
-                    str(REPO / "bench/ws_clients.py"),
-                    "--port",
-                    str(port),
-                    "--clients",
-                    str(clients),
-                    "--rate",
-                    str(rate),
-                    "--count",
-                    str(count),
-                    "--start",
-                ],
-                stdout=subprocess.PIPE,
-                text=True,
-                cwd=REPO,
-            )
-            first = json.loads(proc.stdout.readline())
-            time.sleep(0.3)
-            rss_connected = rss_kb(server.pid)
-            cpu0 = cpu_s(server.pid)
-            result = json.loads(proc.stdout.readline())
-            cpu_used = cpu_s(server.pid) - cpu0
-            proc.wait(30)
-            time.sleep(0.5)
-            rss_after = rss_kb(server.pid)
-            metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
-            evicted = int(re.search(r"^homeboard_clients_evicted_total (\d+)", metrics, re.M).group(1))
-            result.update(
-                connected=first["connected"],
-                rss_growth_mb=round((rss_after - rss_connected) / 1024, 2),
-                evicted=evicted,
-                rate_per_s=rate,
-                server_rss_mb=round(rss_connected / 1024, 1),
-                per_connection_kb=round((rss_connected - rss_before) / max(1, clients), 1),
-                server_cpu_ms_per_broadcast=round(cpu_used * 1000 / count, 2),
-            )
-            return result
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"median": round(statistics.median(values), 2), "min": round(min(values), 2), "max": round(max(values), 2)}
+
+
+def run_clients(port: int, server_pid: int, args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
+    cmd = [
+        PY,
+        str(REPO / "bench/ws_clients.py"),
+        "--port",
+        str(port),
+        "--clients",
+        str(args.clients),
+        "--rate",
+        str(args.rate),
+        "--count",
+        str(round(args.rate * args.seconds)),
+        "--sensors",
+        str(args.sensors),
+        *extra,
+    ]
+    # stderr to a file, not a pipe: a chatty stderr can never block the clients
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True, cwd=REPO)
+        try:
+            connected = proc.stdout.readline()  # {"connected": N}: from here on the readings flow
+            if not connected:
+                proc.wait(10)
+                errors.seek(0)
+                raise RuntimeError(f"ws_clients failed: {errors.read()[-800:]}")
+            server0, t0 = cpu_s(server_pid), time.monotonic()
+            client0 = cpu_s(proc.pid)
+            last = proc.stdout.readline()
+            wall_s = time.monotonic() - t0
+            server_cpu = cpu_s(server_pid) - server0
+            client_cpu = cpu_s(proc.pid) - client0 if proc.poll() is None else float("nan")
+            proc.wait(60)
         finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(10)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        errors.seek(0)
+        if not last.startswith("{"):
+            raise RuntimeError(f"ws_clients failed ({proc.returncode}): {errors.read()[-800:]}")
+    result = json.loads(last)
+    # Load-independent: the server's CPU per reading (a POST or MQTT message and its frame to every client).
+    # If the client process used most of a core, its own lag is in the latencies.
+    return {
+        **result,
+        "server_cpu_ms_per_reading": round(1000 * server_cpu / max(1, result["sent"]), 2),
+        "server_cpu_pct": round(100 * server_cpu / wall_s, 1),
+        "client_cpu_pct": round(100 * client_cpu / wall_s, 1),
+    }
 
 
-def cpu_at_rest_with_clients(pid: int, port: int, clients: int, duration_s: float) -> float:
-    """CPU of the demo server over `duration_s` with `clients` idle WebSocket clients connected."""
-    holder = subprocess.Popen(
-        [
-            PY,
-            str(REPO / "bench/ws_clients.py"),
-            "--port",
-            str(port),
-            "--clients",
-            str(clients),
-            "--count",
-            "0",
-            "--hold",
-            str(duration_s + 5),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
+# ---------------------------------------------------------------- (a) POST → frame
+
+
+def bench_post(tmp: str, args: argparse.Namespace) -> dict[str, Any]:
+    token = secrets.token_hex(24)
+    server = Server(
+        tmp,
+        {
+            "remote_sensors": [
+                {"id": f"{SENSOR_ID}{i}", "name": f"Bench {i}", "token": "${BENCH_TOKEN}"} for i in range(args.sensors)
+            ]
+        },
+        env={"BENCH_TOKEN": token},
     )
-    json.loads(holder.stdout.readline())  # connected
-    c0, t0 = cpu_s(pid), time.monotonic()
-    time.sleep(duration_s)
-    pct = 100 * (cpu_s(pid) - c0) / (time.monotonic() - t0)
-    holder.terminate()
-    holder.wait(10)
-    return round(pct, 2)
+    try:
+        wait_http(server.url("/healthz"))
+        return run_clients(
+            server.port, server.pid, args, ["--drive", "post", "--sensor", SENSOR_ID, f"--token={token}"]
+        )
+    finally:
+        server.stop()
 
 
-def bench_ingest() -> dict:
-    """Readings/s stored durably through POST /api/sensors/{id}/readings (bench/bench_sensors.py measures it)."""
-    script = REPO / "bench" / "bench_sensors.py"
-    if not script.exists():
-        return {"error": "bench/bench_sensors.py missing"}
+# ---------------------------------------------------------------- (b) MQTT → frame
+
+
+def bench_mqtt(tmp: str, args: argparse.Namespace) -> dict[str, Any]:
+    from bench_mqtt import start_broker  # bench/ is on sys.path: this file runs as a script
+
+    broker_dir = Path(tmp) / f"broker-{time.monotonic_ns()}"
+    broker_dir.mkdir()
+    broker, broker_port = start_broker(str(broker_dir))
+    topic = f"zigbee2mqtt/{SENSOR_ID}"  # device i publishes to this + i
+    server = Server(
+        tmp,
+        {
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": broker_port,
+                "name": "bench",
+                "sensors": [
+                    {"id": f"{SENSOR_ID}{i}", "preset": "zigbee2mqtt", "topic": f"{topic}{i}"}
+                    for i in range(args.sensors)
+                ],
+            }
+        },
+    )
+    try:
+        wait_http(server.url("/healthz"), ready=lambda body: bool(json.loads(body).get("mqtt", {}).get("connected")))
+        return run_clients(
+            server.port, server.pid, args, ["--drive", "mqtt", "--broker-port", str(broker_port), "--topic", topic]
+        )
+    finally:
+        server.stop()
+        broker.terminate()
+        broker.wait(10)
+
+
+# ---------------------------------------------------------------- (c) idle RSS
+
+
+def bench_rss(tmp: str, args: argparse.Namespace) -> dict[str, Any]:
+    server = Server(tmp, {}, demo=True)
+    try:
+        wait_http(server.url("/healthz"))
+        time.sleep(15)  # every demo source has published; the allocator has settled
+        return {"rss_mb": round(rss_kb(server.pid) / 1024, 1)}
+    finally:
+        server.stop()
+
+
+# ---------------------------------------------------------------- (d) GET /api/state
+
+
+def wrk_run(url: str, pid: int, seconds: float, load_cpu: int) -> dict[str, float]:
+    """One wrk run pinned to load_cpu; the server's CPU over the run divided by the requests it answered."""
+    c0 = cpu_s(pid)
     out = subprocess.run(
-        [PY, str(script)],
+        ["taskset", "-c", str(load_cpu), "wrk", "-t1", "-c10", f"-d{seconds:g}s", "--latency", url],
         capture_output=True,
         text=True,
-        cwd=REPO,
-        check=False,
-        timeout=600,
-    )
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-    if not lines:
-        return {"error": out.stderr[-500:]}
-    figures = json.loads(lines[-1])
-    return {k: v for k, v in figures.items() if k.startswith("ingest")}
+        check=True,
+    ).stdout
+    cpu_used = cpu_s(pid) - c0
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"{url}: {errors.group(1)} error responses")
+    m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    p99_ms = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "cpu_us_per_request": 1e6 * cpu_used / max(1, requests),
+        "p99_ms": p99_ms,
+    }
+
+
+def pin(pid: int, cpu: int) -> None:
+    """The process and all its threads on one core."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), {cpu})
+
+
+def bench_state(tmp: str, args: argparse.Namespace) -> dict[str, Any]:
+    if not shutil.which("wrk") or not shutil.which("taskset"):
+        raise RuntimeError("the state figure needs wrk and taskset (Debian: wrk, util-linux)")
+    server = Server(tmp, {}, demo=True)
+    try:
+        wait_http(server.url("/healthz"))
+        time.sleep(5)  # the demo sources have published: the document has its full size
+        pin(server.pid, args.server_cpu)
+        ours_url = server.url("/api/state")
+        document = urllib.request.urlopen(ours_url).read()
+        if args.save_state:
+            Path(args.save_state).write_bytes(document)
+        result: dict[str, Any] = {"document_bytes": len(document)}
+        targets = [("homeboard", ours_url, server.pid)]
+        if args.compare_url:
+            other = urllib.request.urlopen(args.compare_url).read()
+            result["compare_document_bytes"] = len(other)
+            pin(args.compare_pid, args.server_cpu)
+            targets.append(("compare", args.compare_url, args.compare_pid))
+        for _name, url, pid in targets:  # warm-up, not counted
+            wrk_run(url, pid, 1, args.load_cpu)
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in targets}
+        ratios: list[dict[str, float]] = []
+        for _ in range(args.runs):
+            # A B B A: a drift in the machine's load hits both servers alike within a pair.
+            order = targets + targets[::-1] if len(targets) == 2 else targets
+            pair: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in targets}
+            for name, url, pid in order:
+                r = wrk_run(url, pid, args.state_seconds, args.load_cpu)
+                runs[name].append(r)
+                pair[name].append(r)
+            if len(targets) == 2:
+                ours, theirs = pair["homeboard"], pair["compare"]
+                ratios.append(
+                    {
+                        "rps": sum(r["rps"] for r in ours) / sum(r["rps"] for r in theirs),
+                        "cpu_per_request": sum(r["cpu_us_per_request"] for r in ours)
+                        / sum(r["cpu_us_per_request"] for r in theirs),
+                    }
+                )
+        for name, rs in runs.items():
+            result[name] = {key: summary([r[key] for r in rs]) for key in ("rps", "cpu_us_per_request", "p99_ms")}
+        if ratios:
+            result["ratio_rps_homeboard_over_compare"] = summary([r["rps"] for r in ratios])
+            result["ratio_cpu_per_request_homeboard_over_compare"] = summary([r["cpu_per_request"] for r in ratios])
+        return result
+    finally:
+        server.stop()
+
+
+# ---------------------------------------------------------------- report
+
+
+def fmt(s: dict[str, float], unit: str = "") -> str:
+    return f"{s['median']:g}{unit} ({s['min']:g}–{s['max']:g})"
 
 
 def main() -> int:
-    results: dict = {
-        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
-        "date": time.strftime("%Y-%m-%d"),
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, port = demo_server(tmp)
-        try:
-            time.sleep(15)  # let every demo source publish and the allocator settle
-            results["idle_rss_mb_demo"] = round(rss_kb(proc.pid) / 1024, 1)
-            state = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/state").read())
-            results["demo_topics_ok"] = sorted(t for t, s in state["topics"].items() if s["status"] == "ok")
-            c0, t0 = cpu_s(proc.pid), time.monotonic()
-            time.sleep(10)
-            results["idle_cpu_pct_demo"] = round(100 * (cpu_s(proc.pid) - c0) / (time.monotonic() - t0), 2)
-            results["rest_cpu_pct_10_clients_60s"] = cpu_at_rest_with_clients(proc.pid, port, 10, 60)
-            results["api_state"] = bench_state(port)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(10)
-    for n in (100, 1000):
-        results[f"ws_{n}"] = bench_fanout(n)
-    # Memory after 100,000 updates to 4 clients at 1,000/s: growth means a leak.
-    results["ws_100k"] = bench_fanout(4, rate=1000, count=100_000)
-    results["ingest"] = bench_ingest()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", default=",".join(FIGURES), help=f"comma-separated subset of {', '.join(FIGURES)}")
+    p.add_argument("--runs", type=int, default=3, help="runs per figure (median and min–max are quoted)")
+    p.add_argument("--clients", type=int, default=1000, help="post/mqtt: WebSocket clients")
+    p.add_argument("--rate", type=float, default=20, help="post/mqtt: readings per second, all devices together")
+    p.add_argument("--sensors", type=int, default=10, help="post/mqtt: devices (each sends one reading at a time)")
+    p.add_argument("--seconds", type=float, default=20, help="post/mqtt: length of one run")
+    p.add_argument("--state-seconds", type=float, default=5, help="state: length of one wrk run")
+    p.add_argument("--server-cpu", type=int, default=0, help="state: the core the server(s) are pinned to")
+    p.add_argument("--load-cpu", type=int, default=1, help="state: the core wrk is pinned to")
+    p.add_argument("--save-state", help="state: write Homeboard's /api/state document here (serve it elsewhere)")
+    p.add_argument("--compare-url", help="state: another server's URL serving the same document")
+    p.add_argument("--compare-pid", type=int, help="state: that server's PID (single process), for its CPU time")
+    args = p.parse_args()
+    only = [f.strip() for f in args.only.split(",") if f.strip()]
+    unknown = set(only) - set(FIGURES)
+    if unknown:
+        p.error(f"--only: unknown figure(s) {', '.join(sorted(unknown))}; known: {', '.join(FIGURES)}")
+    if bool(args.compare_url) != bool(args.compare_pid):
+        p.error("--compare-url and --compare-pid go together (the PID is how its CPU time is read)")
+    raise_fd_limit()
 
-    print(f"\nHomeboard bench — {results['machine']} — {results['date']}")
-    print(f"{'figure':48} {'value':>14}   target")
-    rows = [
-        ("idle RSS, demo mode (MB)", results["idle_rss_mb_demo"], "≤ 40"),
-        ("idle CPU, demo mode (% of a core, 10 s)", results["idle_cpu_pct_demo"], "< 1"),
-        (f"GET /api/state req/s ({results['api_state']['tool']})", results["api_state"]["rps"], ""),
-        ("GET /api/state p99 (ms)", results["api_state"]["p99_ms"], ""),
-    ]
-    for n in (100, 1000):
-        r = results[f"ws_{n}"]
+    results: dict[str, Any] = {
+        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "load_avg_at_start": os.getloadavg()[0],
+    }
+    latency_keys = ("p50_ms", "p99_ms", "max_ms", "lost", "server_cpu_ms_per_reading")
+    with tempfile.TemporaryDirectory(prefix="homeboard-bench-") as tmp:
+        for name, fn in (("post", bench_post), ("mqtt", bench_mqtt), ("rss", bench_rss)):
+            if name not in only:
+                continue
+            runs = [fn(tmp, args) for _ in range(args.runs)]
+            keys = latency_keys if name != "rss" else ("rss_mb",)
+            results[name] = {"runs": runs, **{k: summary([r[k] for r in runs]) for k in keys}}
+        if "state" in only:
+            results["state"] = bench_state(tmp, args)
+
+    print(f"\nHomeboard bench — {results['machine']} — {results['date']} — load {results['load_avg_at_start']:.1f}")
+    print(f"median (min–max) of {args.runs} runs")
+    load = f"{args.clients} clients, {args.rate:g}/s"
+    rows: list[tuple[str, str, str]] = []
+    for name, label in (("post", "POST → frame"), ("mqtt", "MQTT publish → frame")):
+        if name in results:
+            r = results[name]
+            rows += [
+                (f"{label}, {load}: p50 (ms)", fmt(r["p50_ms"]), ""),
+                (f"{label}, {load}: p99 (ms)", fmt(r["p99_ms"]), "≤ 50"),
+                (f"{label}, {load}: max (ms)", fmt(r["max_ms"]), ""),
+                (f"{label}, {load}: lost frames", fmt(r["lost"]), "0"),
+                (f"{label}: server CPU per reading (ms)", fmt(r["server_cpu_ms_per_reading"]), ""),
+            ]
+    if "rss" in results:
+        rows.append(("idle RSS, demo server (MB)", fmt(results["rss"]["rss_mb"]), "≤ 40"))
+    if "state" in results:
+        s = results["state"]
         rows += [
-            (
-                f"WS {n} clients @20/s: p50 / p99 / max (ms)",
-                f"{r['p50_ms']} / {r['p99_ms']} / {r['max_ms']}",
-                "p99 ≤ 50" if n == 1000 else "",
-            ),
-            (f"WS {n} clients: lost messages", r["lost"], "0"),
-            (f"WS {n} clients: server RSS (MB)", r["server_rss_mb"], ""),
-            (f"WS {n} clients: RSS per connection (KB)", r["per_connection_kb"], ""),
-            (f"WS {n} clients: server CPU per broadcast (ms)", r["server_cpu_ms_per_broadcast"], ""),
+            (f"GET /api/state ({s['document_bytes']} B): req/s, 1 core", fmt(s["homeboard"]["rps"]), ""),
+            ("GET /api/state: CPU µs per request", fmt(s["homeboard"]["cpu_us_per_request"]), ""),
         ]
-    r = results["ws_100k"]
-    rows += [
-        ("RSS growth after 100,000 updates, 4 clients (MB)", r["rss_growth_mb"], "< 2"),
-        ("100,000 updates: lost messages", r["lost"], "0"),
-        ("CPU at rest, 10 clients, 60 s (% of a core)", results["rest_cpu_pct_10_clients_60s"], "< 1"),
-        ("ingest, 50 concurrent: readings/s stored durably", results["ingest"].get("ingest_readings_per_s"), ""),
-        ("ingest, 50 concurrent: p99 (ms)", results["ingest"].get("ingest_p99_ms"), ""),
-    ]
+        if "compare" in s:
+            rows += [
+                (f"compare ({s['compare_document_bytes']} B): req/s, 1 core", fmt(s["compare"]["rps"]), ""),
+                ("compare: CPU µs per request", fmt(s["compare"]["cpu_us_per_request"]), ""),
+                ("paired ratio req/s, Homeboard ÷ compare", fmt(s["ratio_rps_homeboard_over_compare"]), "≥ 1"),
+                (
+                    "paired ratio CPU/request, Homeboard ÷ compare",
+                    fmt(s["ratio_cpu_per_request_homeboard_over_compare"]),
+                    "≤ 1",
+                ),
+            ]
+    width = max((len(r[0]) for r in rows), default=10)
     for name, value, target in rows:
-        print(f"{name:48} {value!s:>14}   {target}")
+        print(f"{name:<{width}}  {value:>28}   {target}")
     print(json.dumps(results))
     out = REPO / "bench" / "results"
     out.mkdir(exist_ok=True)

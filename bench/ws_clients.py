@@ -1,6 +1,14 @@
-"""N lightweight WebSocket clients in one process: raw asyncio protocols, so the clients are not the bottleneck.
+"""N WebSocket clients in one process, and the device that feeds the server: the load side of `make bench`.
 
-Prints one JSON line: received counts, latencies (ms) and lost messages for updates with a `sent_at`.
+Raw asyncio protocols, so that the clients cost little next to the server they measure. The device posts
+readings (`--drive post`: POST /api/sensors/{id}/readings with a bearer token, a new connection per reading
+as a LAN sensor does) or publishes them to an MQTT broker (`--drive mqtt`, QoS 1). Each reading carries its
+sequence number in `humidity_pct` (seq/100), which the server echoes in the `sensor/{id}` topic, so every
+frame is matched to the moment its reading was sent: the latency is POST/publish → frame, per client.
+`measured_at` is the send time (increasing, so no reading is older than the one shown).
+
+Prints one JSON line when connected ({"connected": N}), then one with the figures.
+`--hold S` only keeps the clients connected for S seconds (idle clients).
 """
 
 from __future__ import annotations
@@ -8,20 +16,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import datetime as dt
 import json
 import os
+import re
+import sys
 import time
+from pathlib import Path
+
+# The sequence number travels as humidity_pct = seq / 100 (0.00 … 99.99): at most 10,000 readings a run.
+MAX_READINGS = 10_000
+SEQ_RE = re.compile(rb'"humidity_pct":\s*(\d+(?:\.\d+)?)')
+WARMUP = 10  # the first readings of a run wake caches and the history writer: sent, not counted
 
 
 class Client(asyncio.Protocol):
-    def __init__(self, host: str, port: int, latencies: list[float], seen: list[set[int]], done: asyncio.Event) -> None:
+    def __init__(self, host: str, port: int, arrivals: list[tuple[int, float]]) -> None:
         self.buf = bytearray()
         self.handshaken = False
         self.host, self.port = host, port
-        self.latencies = latencies
+        self.arrivals = arrivals  # (seq, perf_counter at arrival), shared by all clients
         self.seqs: set[int] = set()
-        seen.append(self.seqs)
         self.connected = asyncio.get_running_loop().create_future()
+        self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -33,7 +50,13 @@ class Client(asyncio.Protocol):
             ).encode()
         )
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.connected.done():
+            self.connected.set_exception(ConnectionError("closed before the snapshot"))
+
     def data_received(self, data: bytes) -> None:
+        now = time.perf_counter()  # first thing: parsing below must not count as server latency
         self.buf += data
         if not self.handshaken:
             end = self.buf.find(b"\r\n\r\n")
@@ -41,7 +64,6 @@ class Client(asyncio.Protocol):
                 return
             del self.buf[: end + 4]
             self.handshaken = True
-        now = time.time()
         while len(self.buf) >= 2:
             n = self.buf[1] & 0x7F
             off = 2
@@ -63,15 +85,17 @@ class Client(asyncio.Protocol):
                 continue
             if opcode != 1:
                 continue
-            msg = json.loads(payload)
-            if msg.get("type") == "snapshot":
-                if not self.connected.done():
+            if not self.connected.done():
+                if payload.startswith(b'{"type":"snapshot"'):
                     self.connected.set_result(True)
                 continue
-            data_ = msg.get("data") or {}
-            if "sent_at" in data_:
-                self.latencies.append((now - data_["sent_at"]) * 1000)
-                self.seqs.add(data_["seq"])
+            if b'"topic":"sensor/bench' not in payload:
+                continue
+            m = SEQ_RE.search(payload)
+            if m:
+                seq = round(float(m.group(1)) * 100)
+                self.seqs.add(seq)
+                self.arrivals.append((seq, now))
 
 
 def masked_frame(opcode: int, payload: bytes) -> bytes:
@@ -88,25 +112,96 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(len(values) * p))]
 
 
+def reading(seq: int) -> dict[str, object]:
+    now = dt.datetime.now(dt.UTC)
+    return {
+        "temperature_c": 21.5,
+        "humidity_pct": seq / 100,
+        "measured_at": now.isoformat(timespec="milliseconds"),
+    }
+
+
+async def post_reading(
+    args: argparse.Namespace, seq: int, device: asyncio.Lock, sent: dict[int, float], ok: list[int]
+) -> None:
+    """One reading of device seq % sensors. A device posts one reading at a time, as a real one does: its
+    readings reach the server in the order it measured them (else the ordering rule rightly keeps a late one
+    out of the topic, and the bench would count it lost)."""
+    sensor_id = f"{args.sensor}{seq % args.sensors}"
+    async with device:
+        body = json.dumps(reading(seq)).encode()
+        request = (
+            f"POST /api/sensors/{sensor_id}/readings HTTP/1.1\r\nHost: 127.0.0.1:{args.port}\r\n"
+            f"Authorization: Bearer {args.token}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode() + body
+        reader, writer = await asyncio.open_connection("127.0.0.1", args.port)
+        sent[seq] = time.perf_counter()
+        writer.write(request)
+        status_line = await reader.readline()
+        await reader.read()  # Connection: close: the rest of the answer
+        writer.close()
+    if b" 201 " in status_line:
+        ok.append(seq)
+
+
+async def drive(args: argparse.Namespace, sent: dict[int, float], ok: list[int]) -> None:
+    """Send `count` readings at `rate`/s on an absolute schedule (a slow answer never lowers the rate)."""
+    if args.drive == "mqtt":
+        await drive_mqtt(args, sent, ok)
+        return
+    interval = 1 / args.rate
+    devices = [asyncio.Lock() for _ in range(args.sensors)]  # one reading in flight per device
+    tasks: list[asyncio.Task[None]] = []
+    start = time.perf_counter()
+    for seq in range(args.count):
+        await asyncio.sleep(max(0.0, start + seq * interval - time.perf_counter()))
+        tasks.append(asyncio.create_task(post_reading(args, seq, devices[seq % args.sensors], sent, ok)))
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def drive_mqtt(args: argparse.Namespace, sent: dict[int, float], ok: list[int]) -> None:
+    """The devices publish from their own process (bench/mqtt_device.py); it says when each reading left."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).with_name("mqtt_device.py")),
+        f"--broker-port={args.broker_port}",
+        f"--topic={args.topic}",
+        f"--sensors={args.sensors}",
+        f"--rate={args.rate}",
+        f"--count={args.count}",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"mqtt_device.py exited with {proc.returncode}")
+    for seq, at in json.loads(out)["sent"].items():
+        sent[int(seq)] = at
+        ok.append(int(seq))
+
+
 async def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--clients", type=int, default=100)
-    p.add_argument("--rate", type=float, default=20)
-    p.add_argument("--count", type=int, default=200)
-    p.add_argument("--start", action="store_true", help="this process triggers the publisher")
+    p.add_argument("--clients", type=int, default=1000)
+    p.add_argument("--rate", type=float, default=20, help="readings per second")
+    p.add_argument("--count", type=int, default=400, help="readings to send (the first 10 are a warm-up)")
+    p.add_argument("--drive", choices=("post", "mqtt"), default="post")
+    p.add_argument("--sensors", type=int, default=10, help="devices the readings are spread over, round robin")
+    p.add_argument("--sensor", default="bench", help="--drive post: remote sensor ids are this + 0, 1, ...")
+    p.add_argument("--token", default="", help="--drive post: its bearer token")
+    p.add_argument("--broker-port", type=int, help="--drive mqtt: the broker's loopback port")
+    p.add_argument("--topic", default="zigbee2mqtt/bench", help="--drive mqtt: device topics are this + 0, 1, ...")
     p.add_argument("--hold", type=float, default=0, help="only stay connected this many seconds (idle clients)")
     args = p.parse_args()
+    if args.count > MAX_READINGS:
+        p.error(f"--count: at most {MAX_READINGS} (the sequence number travels in humidity_pct)")
     loop = asyncio.get_running_loop()
-    latencies: list[float] = []
-    seen: list[set[int]] = []
-    done = asyncio.Event()
-    protos = []
+    arrivals: list[tuple[int, float]] = []
+    protos: list[Client] = []
     for i in range(0, args.clients, 100):  # connect in batches: a backlog of 1000 SYNs at once is not the test
         batch = [
-            loop.create_connection(
-                lambda: Client("127.0.0.1", args.port, latencies, seen, done), "127.0.0.1", args.port
-            )
+            loop.create_connection(lambda: Client("127.0.0.1", args.port, arrivals), "127.0.0.1", args.port)
             for _ in range(min(100, args.clients - i))
         ]
         for _t, proto in await asyncio.gather(*batch):
@@ -116,28 +211,24 @@ async def main() -> None:
     if args.hold:
         await asyncio.sleep(args.hold)
         return
-    if args.start:
-        import urllib.request
-
-        await asyncio.sleep(0.5)
-        await loop.run_in_executor(
-            None,
-            lambda: urllib.request.urlopen(
-                f"http://127.0.0.1:{args.port}/bench/start?rate={args.rate}&count={args.count}"
-            ).read(),
-        )
-    # Wait for the run: count/rate seconds plus a grace period for the tail.
-    deadline = time.monotonic() + args.count / args.rate + 30
-    expected = args.count * len(protos)
-    while time.monotonic() < deadline and len(latencies) < expected:
-        await asyncio.sleep(0.2)
-    await asyncio.sleep(0.5)
-    lost = sum(args.count - len(s) for s in seen)
+    await asyncio.sleep(1.0)  # let the snapshot writes drain
+    sent: dict[int, float] = {}
+    ok: list[int] = []
+    await drive(args, sent, ok)
+    expected = {s for s in ok if s >= WARMUP}
+    deadline = time.monotonic() + 10  # the tail: whatever has not arrived 10 s after the last send is lost
+    while time.monotonic() < deadline and any(not expected <= pr.seqs for pr in protos):
+        await asyncio.sleep(0.1)
+    latencies = [(t - sent[seq]) * 1000 for seq, t in arrivals if seq in expected]
+    lost = sum(len(expected - pr.seqs) for pr in protos)
     print(
         json.dumps(
             {
                 "clients": len(protos),
-                "received": len(latencies),
+                "disconnected": sum(pr.closed for pr in protos),
+                "sent": len(sent),
+                "accepted": len(ok),
+                "frames": len(latencies),
                 "lost": lost,
                 "p50_ms": round(pct(latencies, 0.50), 2),
                 "p99_ms": round(pct(latencies, 0.99), 2),

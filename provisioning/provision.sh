@@ -7,13 +7,20 @@
 #
 # USER needs passwordless sudo on the Pi (the account Raspberry Pi Imager creates has it).
 # -c CONFIG: the config.yaml to install when the Pi has none yet (default: the repository's).
-# Secrets: each ${NAME} in that config which is set in this shell's environment is written to
-# /etc/homeboard/secrets.env (0600) on the Pi. Values travel inside the SSH session, never on a
-# command line, and are never printed.
+# The config is checked on this computer first (python -m server --check-config): a typo stops here,
+# before anything reaches the Pi. That needs Python ≥ 3.11 with the project's dependencies: the repository's
+# .venv if it has one, else python3 if it can import them, else a .venv built here once (pip, online).
+# Secrets: each ${NAME} that config uses in a value (not in a comment) and which is set in this shell's
+# environment is written to /etc/homeboard/secrets.env (0600) on the Pi. Values travel inside the SSH
+# session, never on a command line, and are never printed.
+#
+# Targets: Raspberry Pi OS Bookworm (the wall runs labwc), or plain Debian bookworm on amd64/arm64, e.g. a
+# mini PC (the wall runs Debian's sway). Anything else is refused before anything changes.
 #
 # Environment (optional): HOMEBOARD_SSH_CONFIG (ssh -F file), HOMEBOARD_ROOT (prefix for every path on
 # the target; tests use a sandbox), HOMEBOARD_HW_WATCHDOG (1 default, 0 off), HOMEBOARD_MIN_FREE_MB (600),
-# HOMEBOARD_SECRETS (more secret names), HOMEBOARD_HEALTHZ_WAIT_S (90).
+# HOMEBOARD_SECRETS (more secret names), HOMEBOARD_HEALTHZ_WAIT_S (90), HOMEBOARD_WALL_SETTLE_S (10: how
+# long the wall session must stay up to count as running), HOMEBOARD_PYTHON (the Python for the config check).
 #
 # The steps that run on the Pi are in provisioning/remote.sh; this file is the part on your computer.
 # Runs with bash ≥ 3.2 (macOS) here and bash 5 on the Pi.
@@ -38,16 +45,20 @@ REMOTE_SHELL=""
 CTL_DIR=""
 CURRENT_STEP=""
 STEP_NO=0
-STEP_TOTAL=12
+STEP_TOTAL=14
 CHANGES=0
 DEPLOY_CHANGES=0  # changes that need the server restarted
 SESSION_CHANGES=0 # changes that need the browser restarted
 ACTIVATED=0       # 1 once new code is in place: a later failure may leave it half set up
 REBOOT_FOR=""
 PI_MODEL=""
+FLAVOR=""
+LOCAL_PY=""
+WARNINGS=""
 LAST_OUTPUT=""
 SERVER_URL=""
 SERVER_HOST=""
+SECRET_NAMES="" # the ${NAME}s the config uses in its values
 
 # ------------------------------------------------------------------------------------------ output
 
@@ -75,6 +86,9 @@ on_exit() {
 		case "$CURRENT_STEP:$ACTIVATED" in
 		restart:* | healthz:*)
 			printf 'Homeboard is installed, but its server does not answer: fix the cause (its log is above) and run provision.sh again.\n' >&2
+			;;
+		check_config:*)
+			printf 'Nothing was sent to the Pi: fix the config and run provision.sh again.\n' >&2
 			;;
 		*:1)
 			printf 'The new code is in place but not fully set up: fix the cause and run provision.sh again.\n' >&2
@@ -123,9 +137,9 @@ remote_run() {
 	out=$(mktemp "${TMPDIR:-/tmp}/hb-out.XXXXXX")
 	# shellcheck disable=SC2029 # REMOTE_SHELL is expanded here on purpose: "bash -s" or "sudo -n bash -s"
 	{
-		printf 'ROOT=%q DRY=%q HB_USER=%q PI_MODEL=%q\n' "$ROOT_PREFIX" "$DRY_RUN" "$HB_USER" "$PI_MODEL"
-		printf 'HW_WATCHDOG=%q MIN_FREE_MB=%q HEALTHZ_WAIT_S=%q\n' "${HOMEBOARD_HW_WATCHDOG:-1}" \
-			"${HOMEBOARD_MIN_FREE_MB:-600}" "${HOMEBOARD_HEALTHZ_WAIT_S:-90}"
+		printf 'ROOT=%q DRY=%q HB_USER=%q PI_MODEL=%q FLAVOR=%q\n' "$ROOT_PREFIX" "$DRY_RUN" "$HB_USER" "$PI_MODEL" "$FLAVOR"
+		printf 'HW_WATCHDOG=%q MIN_FREE_MB=%q HEALTHZ_WAIT_S=%q WALL_SETTLE_S=%q\n' "${HOMEBOARD_HW_WATCHDOG:-1}" \
+			"${HOMEBOARD_MIN_FREE_MB:-600}" "${HOMEBOARD_HEALTHZ_WAIT_S:-90}" "${HOMEBOARD_WALL_SETTLE_S:-10}"
 		for assignment in "$@"; do printf '%s=%q\n' "${assignment%%=*}" "${assignment#*=}"; done
 		cat "$REMOTE_LIB"
 		# Called on the last line: bash has read the whole script before anything in it can read stdin.
@@ -142,6 +156,10 @@ remote_run() {
 			info "  would: ${line#WOULD }"
 			;;
 		"FACT "*) ;;
+		"WARNING "*)
+			WARNINGS="$WARNINGS${line#WARNING }"$'\n'
+			info "  warning: ${line#WARNING }"
+			;;
 		*) info "  $line" ;;
 		esac
 	done <"$out"
@@ -161,6 +179,54 @@ counted() {
 	case "$kind" in
 	deploy) DEPLOY_CHANGES=$((DEPLOY_CHANGES + CHANGES - before)) ;;
 	session) SESSION_CHANGES=$((SESSION_CHANGES + CHANGES - before)) ;;
+	esac
+}
+
+# ------------------------------------------------------------------------------------------ local checks
+
+# A Python on this computer that can run the server's config check (≥ 3.11 and the project's dependencies).
+find_local_python() {
+	local py
+	if [ -n "${HOMEBOARD_PYTHON:-}" ]; then
+		LOCAL_PY=$HOMEBOARD_PYTHON
+		return 0
+	fi
+	for py in "$REPO_ROOT/.venv/bin/python" python3; do
+		if command -v "$py" >/dev/null && (cd "$REPO_ROOT" && "$py" -c 'import server.__main__') >/dev/null 2>&1; then
+			LOCAL_PY=$py
+			return 0
+		fi
+	done
+	command -v python3 >/dev/null || fatal "python3 is not installed on this computer; the config check needs it (3.11 or newer)"
+	python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
+		fatal "python3 on this computer is $(python3 -V 2>&1); the config check needs 3.11 or newer (macOS: brew install python)"
+	info "  building a Python environment for the config check in $REPO_ROOT/.venv (once; needs the internet)"
+	if ! python3 -m venv "$REPO_ROOT/.venv" ||
+		! "$REPO_ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "$REPO_ROOT" >&2; then
+		fatal "could not build $REPO_ROOT/.venv for the config check (the reason is above)"
+	fi
+	LOCAL_PY="$REPO_ROOT/.venv/bin/python"
+}
+
+# The config, validated here by the server's own loader before anything goes to the Pi. A secret that is
+# not in this shell's environment may already be on the Pi (secrets.env): it gets a stand-in value for the
+# check only (the Pi warns later if it really has none).
+step_check_config() {
+	step check_config "checking $CONFIG_FILE on this computer"
+	find_local_python
+	local names name out status=0 stand_ins=()
+	names=$("$LOCAL_PY" "$SCRIPT_DIR/secret_names.py" "$CONFIG_FILE" 2>&1) ||
+		fatal "config error in $CONFIG_FILE: ${names##*: }"
+	SECRET_NAMES=$names
+	for name in $names; do
+		[ -n "$(printenv "$name" || true)" ] || stand_ins+=("$name=provision-check-0123456789abcdef0123456789abcdef")
+	done
+	out=$(cd "$REPO_ROOT" && env ${stand_ins[@]+"${stand_ins[@]}"} "$LOCAL_PY" -m server --check-config \
+		--config "$CONFIG_FILE" 2>&1 </dev/null) || status=$?
+	case "$status" in
+	0) info "  the config is valid" ;;
+	2) fatal "config error in $CONFIG_FILE: $(printf '%s\n' "$out" | grep -v '^$' | tail -n 1 | sed 's/^homeboard: config error: //')" ;;
+	*) fatal "the config check could not run ($LOCAL_PY -m server --check-config, status $status): $(printf '%s\n' "$out" | tail -n 1)" ;;
 	esac
 }
 
@@ -184,6 +250,7 @@ Raspberry Pi Imager created, or on the Pi: echo '${TARGET%@*} ALL=(ALL) NOPASSWD
 	fi
 	remote_run remote_check_target
 	PI_MODEL=$(fact_of model)
+	FLAVOR=$(fact_of flavor)
 }
 
 step_packages() {
@@ -246,13 +313,11 @@ step_config() {
 	remote_run remote_config "CONFIG_B64=$(b64 <"$CONFIG_FILE")"
 }
 
-# Secrets from this shell's environment: the ${NAME}s the config uses (and HOMEBOARD_SECRETS).
+# Secrets from this shell's environment: the ${NAME}s the config uses in its values (and HOMEBOARD_SECRETS).
 step_secrets() {
 	step secrets "secrets"
-	local names name value lines="" sent=""
-	# shellcheck disable=SC2016 # a literal ${NAME} pattern
-	names=$( (grep -o '\${[A-Za-z_][A-Za-z0-9_]*}' "$CONFIG_FILE" || true) | tr -d '${}' | sort -u)
-	for name in $names ${HOMEBOARD_SECRETS:-}; do
+	local name value lines="" sent=""
+	for name in $SECRET_NAMES ${HOMEBOARD_SECRETS:-}; do
 		value=$(printenv "$name" || true)
 		[ -n "$value" ] || continue
 		case "$value" in
@@ -275,7 +340,7 @@ step_interfaces() {
 }
 
 step_session() {
-	step session "kiosk session (greetd, labwc, browser unit)"
+	step session "wall session (compositor start-up files, browser unit)"
 	remote_run remote_session
 }
 
@@ -296,6 +361,12 @@ step_healthz() {
 	SERVER_URL="$(fact_of scheme)://${TARGET#*@}:$(fact_of port)/"
 }
 
+# After the server: what the wall session really does. A wall that cannot start is a warning, not a failure.
+step_wall() {
+	step wall "the wall session"
+	remote_run remote_wall
+}
+
 summary() {
 	info ""
 	if [ "$CHANGES" -eq 0 ]; then
@@ -314,14 +385,19 @@ summary() {
 			;;
 		esac
 	fi
+	if [ -n "$WARNINGS" ]; then
+		info "Warnings:"
+		printf '%s' "$WARNINGS" | sed 's/^/  - /'
+	fi
 	if [ -n "$REBOOT_FOR" ] && [ "$DRY_RUN" = 0 ]; then
 		info "Reboot once to apply:$REBOOT_FOR  →  ssh $TARGET sudo reboot"
 	fi
 }
 
 provision() {
-	if [ "$DRY_RUN" = 1 ]; then STEP_TOTAL=10; fi
+	if [ "$DRY_RUN" = 1 ]; then STEP_TOTAL=11; fi
 	info "Homeboard: provisioning $TARGET$(if [ "$DRY_RUN" = 1 ]; then printf ' (dry run: nothing is changed)'; fi)"
+	step_check_config
 	step_check_target
 	step_packages
 	step_account
@@ -335,6 +411,7 @@ provision() {
 	if [ "$DRY_RUN" = 0 ]; then
 		step_restart
 		step_healthz
+		step_wall
 	fi
 	CURRENT_STEP=""
 	summary
@@ -392,6 +469,7 @@ parse_args() {
 	[ -n "$TARGET" ] || usage 2 >&2
 	case "$TARGET" in *@*) ;; *) fatal "give the target as USER@HOST (e.g. pi@homeboard.local), not $TARGET" ;; esac
 	[ -r "$CONFIG_FILE" ] || fatal "cannot read the config file $CONFIG_FILE"
+	CONFIG_FILE="$(cd "$(dirname "$CONFIG_FILE")" && pwd)/$(basename "$CONFIG_FILE")"
 	[ -r "$REMOTE_LIB" ] || fatal "$REMOTE_LIB is missing"
 	command -v ssh >/dev/null || fatal "ssh is not installed on this computer"
 	command -v rsync >/dev/null || fatal "rsync is not installed on this computer (macOS: brew install rsync)"

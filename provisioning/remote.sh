@@ -20,6 +20,10 @@ HW_WATCHDOG=${HW_WATCHDOG:-1}
 MIN_FREE_MB=${MIN_FREE_MB:-600}
 PI_MODEL=${PI_MODEL:-}
 HEALTHZ_WAIT_S=${HEALTHZ_WAIT_S:-90}
+FLAVOR=${FLAVOR:-}        # rpios (labwc) | debian (sway): found by remote_check_target
+WALL_UNIT=${WALL_UNIT:-homeboard-wall.service}
+WALL_VT=${WALL_VT:-1}     # the console the wall owns (systemd/homeboard-wall.service: TTYPath=/dev/tty1)
+WALL_SETTLE_S=${WALL_SETTLE_S:-10} # how long the wall session must stay up before it counts as running
 export HOMEBOARD_ROOT="$ROOT"
 
 OPT="$ROOT/opt/homeboard"
@@ -90,6 +94,51 @@ put_from_opt() {
 unit_enabled() { [ "$(systemctl is-enabled "$@" 2>/dev/null || true)" = enabled ]; }
 unit_active() { [ "$(systemctl is-active "$@" 2>/dev/null || true)" = active ]; }
 pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+# apt_knows PKG...: every PKG has an installation candidate in the configured archives.
+apt_knows() {
+	local p
+	for p in "$@"; do
+		# grep without -q reads to the end: an early exit would SIGPIPE apt-cache and fail the pipe (pipefail).
+		apt-cache policy "$p" 2>/dev/null | grep 'Candidate: [^(]' >/dev/null || return 1
+	done
+}
+# warn WHY: something the person should know that is not a failure of this run (provision.sh lists them).
+warn() { printf 'WARNING %s\n' "$*"; }
+
+# The last line in a unit's journal (this boot) that says what went wrong, or nothing: the program's own
+# words first (labwc's "[ERROR] ... Found 0 GPUs"), systemd's ("status=1/FAILURE") only when it said none.
+unit_last_error() {
+	local lines words='error|fail|unable|cannot|denied|no such|not found|refus|condition|panic|status='
+	lines=$(journalctl -b -u "$1" --no-pager -o short-iso -n 80 2>/dev/null | grep -iE "$words" | grep -v 'Scheduled restart job' || true)
+	{ printf '%s\n' "$lines" | grep -v ' systemd\[1\]: ' || printf '%s\n' "$lines"; } | tail -n 1 |
+		sed 's/^[^ ]* [^ ]* [^ ]*: //' | cut -c1-300
+}
+
+# wall_session_state: "running" or the reason it is not, observed over WALL_SETTLE_S: is-active, the
+# number of restarts meanwhile (a compositor that dies every few seconds is "active" at any one instant),
+# and the journal's last error.
+wall_session_state() {
+	local state restarts_before restarts_after result why err
+	restarts_before=$(systemctl show -p NRestarts --value "$WALL_UNIT" 2>/dev/null || echo 0)
+	sleep "$WALL_SETTLE_S"
+	state=$(systemctl is-active "$WALL_UNIT" 2>/dev/null || true)
+	restarts_after=$(systemctl show -p NRestarts --value "$WALL_UNIT" 2>/dev/null || echo 0)
+	if [ "$state" = active ] && [ "${restarts_after:-0}" = "${restarts_before:-0}" ]; then
+		echo running
+		return 0
+	fi
+	result=$(systemctl show -p Result --value "$WALL_UNIT" 2>/dev/null || true)
+	why="$WALL_UNIT is ${state:-unknown}"
+	if [ "${restarts_after:-0}" != "${restarts_before:-0}" ]; then
+		why="$why, restarted $((restarts_after - restarts_before)) time(s) in ${WALL_SETTLE_S} s"
+	fi
+	if [ -n "$result" ] && [ "$result" != success ]; then why="$why (result: $result)"; fi
+	if [ "$(systemctl show -p ConditionResult --value "$WALL_UNIT" 2>/dev/null || true)" = no ]; then
+		why="$why: no console /dev/tty$WALL_VT here (a container or a machine without a screen?)"
+	fi
+	err=$(unit_last_error "$WALL_UNIT")
+	printf '%s; last error: %s\n' "$why" "${err:-none in the journal}"
+}
 
 # The installed config's server settings: "host port scheme".
 server_address() {
@@ -107,18 +156,53 @@ PY
 
 # ------------------------------------------------------------------------------------------ steps
 
-# Raspberry Pi OS Bookworm, a known architecture, Python ≥ 3.11, enough space. Changes nothing.
+# Which system this is, by what it can install rather than by its CPU: Raspberry Pi OS (/etc/rpi-issue, or
+# its archive offers labwc and wlopm) → labwc; plain Debian bookworm (amd64/arm64, e.g. a mini PC on the
+# wall) → Debian's own sway, wlr-randr and chromium. Prints rpios or debian, or dies with the reason.
+target_flavor() {
+	local os_id=$1 arch=$2 os_name=$3
+	if [ -e "$ROOT/etc/rpi-issue" ] || apt_knows labwc wlopm; then
+		echo rpios
+		return 0
+	fi
+	# The package lists may be missing or old (a fresh image): look again after an update. The lists
+	# are not the installation: --dry-run may refresh them too.
+	if ! apt_knows sway; then
+		apt-get update -qq >&2 || die "apt-get update failed: is the target online, and is its clock right (date)?"
+		if apt_knows labwc wlopm; then
+			echo rpios
+			return 0
+		fi
+	fi
+	case "$os_id:$arch" in
+	debian:amd64 | debian:arm64) ;;
+	debian:*) die "unsupported target: $os_name on $arch. Homeboard runs on Raspberry Pi OS Bookworm, or on plain Debian bookworm for amd64 or arm64." ;;
+	*) die "unsupported target: $os_name (ID=$os_id) is neither Raspberry Pi OS nor Debian. Flash Raspberry Pi OS Lite (64-bit) with Raspberry Pi Imager." ;;
+	esac
+	apt_knows sway wlr-randr chromium ||
+		die "unsupported target: $os_name has no Raspberry Pi OS archive (no labwc, no wlopm) and its Debian archive offers no sway, wlr-randr and chromium: check /etc/apt/sources.list"
+	echo debian
+}
+
+# Raspberry Pi OS or Debian Bookworm, a known architecture, Python ≥ 3.11, enough space. Changes nothing
+# (except, when the package lists lack what it looks for, refreshing them with apt-get update).
 remote_check_target() {
-	local os_name codename arch model py probe free_mb
+	local os_name os_id codename arch model py probe free_mb flavor
 	[ -r "$ROOT/etc/os-release" ] || die "cannot read /etc/os-release on the target"
 	# shellcheck disable=SC1091 # the target's file, not ours
 	os_name=$(. "$ROOT/etc/os-release" && printf '%s' "${PRETTY_NAME:-unknown}")
+	# shellcheck disable=SC1091
+	os_id=$(. "$ROOT/etc/os-release" && printf '%s' "${ID:-unknown}")
 	# shellcheck disable=SC1091
 	codename=$(. "$ROOT/etc/os-release" && printf '%s' "${VERSION_CODENAME:-unknown}")
 	if [ "$codename" != bookworm ]; then
 		die "wrong OS: the target runs $os_name ($codename); Homeboard needs Raspberry Pi OS Bookworm (Debian 12). Flash Raspberry Pi OS Lite (64-bit) with Raspberry Pi Imager."
 	fi
 	arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
+	case "$arch" in
+	arm64 | armhf | amd64 | aarch64 | armv7l | x86_64) ;;
+	*) die "unsupported architecture $arch" ;;
+	esac
 	model=""
 	if [ -r "$ROOT/proc/device-tree/model" ]; then model=$(tr -d '\0' <"$ROOT/proc/device-tree/model"); fi
 	case "$model" in
@@ -127,10 +211,6 @@ remote_check_target() {
 		printf 'not a Raspberry Pi (%s, %s): skipping I2C, 1-Wire, GPIO and watchdog setup\n' "${model:-no model}" "$arch"
 		model=""
 		;;
-	esac
-	case "$arch" in
-	arm64 | armhf | amd64 | aarch64 | armv7l | x86_64) ;;
-	*) die "unsupported architecture $arch" ;;
 	esac
 	py=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) || die "python3 is missing on the target"
 	python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
@@ -141,14 +221,32 @@ remote_check_target() {
 	if [ "$free_mb" -lt "$MIN_FREE_MB" ]; then
 		die "no space: only $free_mb MB free in $probe on the target, Homeboard needs $MIN_FREE_MB MB. Free some (sudo apt-get clean) or use a larger SD card."
 	fi
+	flavor=$(target_flavor "$os_id" "$arch" "$os_name") || exit 1
 	printf '%s, %s, %s, Python %s, %s MB free\n' "${model:-generic host}" "$os_name" "$arch" "$py" "$free_mb"
+	case "$flavor" in
+	rpios) echo "Raspberry Pi OS: the wall runs labwc" ;;
+	debian) echo "plain Debian: the wall runs Debian's sway (labwc and wlopm exist only in Raspberry Pi OS's archive)" ;;
+	esac
 	fact "model=$model"
+	fact "flavor=$flavor"
 }
 
-# Debian packages: the kiosk session, the browser, the display tools, the GPIO library. Only missing ones.
+# Debian packages: the compositor, the browser, the display tools, the GPIO library. Only missing ones.
+# No display manager: systemd/homeboard-wall.service starts the compositor itself.
 remote_packages() {
 	local want missing="" p
-	want="rsync curl python3-venv greetd labwc seatd wlopm wlr-randr wtype v4l-utils i2c-tools fonts-noto-color-emoji"
+	want="rsync curl python3-venv wlr-randr wtype v4l-utils i2c-tools fonts-noto-color-emoji"
+	case "$FLAVOR" in
+	rpios)
+		want="$want labwc wlopm"
+		# Newer images call the browser "chromium", older ones "chromium-browser": whichever the archive has.
+		if ! pkg_installed chromium && ! pkg_installed chromium-browser; then
+			if apt_knows chromium; then want="$want chromium"; else want="$want chromium-browser"; fi
+		fi
+		;;
+	debian) want="$want sway chromium" ;;
+	*) die "unknown target flavor '$FLAVOR' (the target check did not run?)" ;;
+	esac
 	case "$PI_MODEL" in
 	# RPi.GPIO cannot drive a Pi 5 ("Cannot determine SOC peripheral base address"); rpi-lgpio provides the
 	# same RPi.GPIO module on top of /dev/gpiochip. The two packages conflict: only one is ever installed.
@@ -156,8 +254,6 @@ remote_packages() {
 	"Raspberry Pi"*) want="$want python3-rpi.gpio" ;;
 	esac
 	for p in $want; do pkg_installed "$p" || missing="$missing $p"; done
-	# Newer images call the browser "chromium", older ones "chromium-browser": either is fine.
-	if ! pkg_installed chromium && ! pkg_installed chromium-browser; then missing="$missing chromium"; fi
 	if [ -z "$missing" ]; then
 		echo "all packages present"
 		return 0
@@ -168,16 +264,7 @@ remote_packages() {
 	fi
 	apt-get update -qq >&2 || die "apt-get update failed: is the Pi online, and is its clock right (date)?"
 	# shellcheck disable=SC2086 # the list is meant to split into words
-	if ! apt-get install -y -qq --no-install-recommends $missing >&2; then
-		case "$missing" in
-		*" chromium"*)
-			# shellcheck disable=SC2086
-			apt-get install -y -qq --no-install-recommends ${missing/ chromium/ chromium-browser} >&2 ||
-				die "apt-get install failed for:$missing"
-			;;
-		*) die "apt-get install failed for:$missing" ;;
-		esac
-	fi
+	apt-get install -y -qq --no-install-recommends $missing >&2 || die "apt-get install failed for:$missing"
 	changed "install$missing"
 }
 
@@ -188,7 +275,7 @@ remote_account() {
 		getent group "$g" >/dev/null || change "create group $g" groupadd --system "$g"
 	done
 	if ! getent passwd "$HB_USER" >/dev/null; then
-		# No password and no login shell: nobody logs in as homeboard; greetd starts its session directly.
+		# No password and no login shell: nobody logs in as homeboard; homeboard-wall.service opens its session.
 		change "create user $HB_USER" useradd --create-home --home-dir "$HB_HOME" --shell /usr/sbin/nologin \
 			--user-group --comment "Homeboard wall" "$HB_USER"
 	fi
@@ -333,21 +420,25 @@ remote_secrets() {
 		echo "$dest is up to date"
 	fi
 	rm -f "$new" "$keep"
-	# Every ${NAME} the installed config uses needs a value, or the server stops with a config error.
-	# shellcheck disable=SC2016 # a literal ${NAME} pattern
-	used=$(grep -o '\${[A-Za-z_][A-Za-z0-9_]*}' "$ETC/config.yaml" 2>/dev/null | tr -d '${}' | sort -u || true)
+	# Every ${NAME} the installed config uses in a value needs one, or the server stops with a config error.
+	# (The same rule as the loader's: a ${NAME} in a comment is not used.)
+	[ -x "$OPT/.venv/bin/python" ] && [ -f "$ETC/config.yaml" ] || return 0
+	used=$("$OPT/.venv/bin/python" "$OPT/provisioning/secret_names.py" "$ETC/config.yaml" 2>&1) ||
+		{ warn "cannot list the secrets $ETC/config.yaml uses: ${used##*: }"; return 0; }
 	for n in $used; do
 		grep -q "^$n=" "$dest" 2>/dev/null ||
-			echo "warning: config.yaml refers to \${$n}, which has no value: export $n=... on your computer and run again"
+			warn "config.yaml uses \${$n}, which has no value: export $n=... on your computer and run again"
 	done
 }
 
-# The wall session: greetd logs homeboard into labwc on tty1; labwc's autostart starts the browser unit.
-# Also the polkit rule for the wall watchdog's last-resort reboot, and backlight permissions.
+# The wall session's files: the compositor's start-up files (labwc on Raspberry Pi OS, sway on plain Debian;
+# homeboard-wall.service starts it) and the browser unit. Also the polkit rule for the wall watchdog's
+# last-resort reboot, and backlight permissions.
 remote_session() {
-	local own="$HB_USER:$HB_USER" d wants
+	local own="$HB_USER:$HB_USER" d wants compositor=labwc
+	if [ "$FLAVOR" = debian ]; then compositor=sway; fi
 	if [ "$DRY" = 0 ]; then
-		for d in "$HB_HOME/.config" "$HB_HOME/.config/labwc" "$HB_HOME/.config/systemd" \
+		for d in "$HB_HOME/.config" "$HB_HOME/.config/$compositor" "$HB_HOME/.config/systemd" \
 			"$HB_HOME/.config/systemd/user" "$HB_HOME/.config/systemd/user/default.target.wants"; do
 			if [ ! -d "$d" ]; then
 				mkdir -p "$d"
@@ -355,17 +446,10 @@ remote_session() {
 			fi
 		done
 	fi
-	put_file "$ROOT/etc/greetd/config.toml" 0644 <<GREETD || true
-# Written by Homeboard provision.sh: tty1 shows the wall, logged in as $HB_USER without a password.
-# greetd starts labwc again if it ever exits.
-[terminal]
-vt = 1
-
-[default_session]
-command = "labwc"
-user = "$HB_USER"
-GREETD
-	put_file "$HB_HOME/.config/labwc/autostart" 0644 "$own" <<'AUTOSTART' || true
+	if [ "$FLAVOR" = debian ]; then
+		put_from_opt "$HB_HOME/.config/sway/config" 0644 "$own" kiosk/session/sway.config || true
+	else
+		put_file "$HB_HOME/.config/labwc/autostart" 0644 "$own" <<'AUTOSTART' || true
 # Written by Homeboard provision.sh. labwc runs this when the wall session starts.
 # No swayidle here: Homeboard switches the screen itself (display.backend in config.yaml).
 # Hand this session's display to the user manager, then (re)start the browser unit against it.
@@ -374,7 +458,7 @@ systemctl --user restart homeboard-kiosk.service &
 # Hide the pointer: rc.xml binds HideCursor to Super+H, and wtype presses it once the page is up.
 (sleep 5 && command -v wtype >/dev/null && wtype -M logo -k h -m logo) &
 AUTOSTART
-	put_file "$HB_HOME/.config/labwc/rc.xml" 0644 "$own" <<'RCXML' || true
+		put_file "$HB_HOME/.config/labwc/rc.xml" 0644 "$own" <<'RCXML' || true
 <?xml version="1.0"?>
 <!-- Written by Homeboard provision.sh: a wall, not a desktop. No default key bindings (no Alt+Tab, no
      menus); Super+H hides the pointer and parks it in a corner. -->
@@ -387,6 +471,7 @@ AUTOSTART
   </keyboard>
 </labwc_config>
 RCXML
+	fi
 	put_from_opt "$HB_HOME/.config/systemd/user/$KIOSK_UNIT" 0644 "$own" "systemd/$KIOSK_UNIT" || true
 	# The page's address follows the installed config (server.port, TLS): a drop-in beside the unit.
 	local host port scheme
@@ -422,10 +507,22 @@ UDEV
 	fi
 }
 
-# The server unit, the sandbox exception for this Pi's backlight, the login manager and the boot target.
+# The systemd version on the target: RestartSteps= and RestartMaxDelaySec= (a growing restart delay) need 254.
+systemd_version() { systemctl --version 2>/dev/null | awk 'NR == 1 { print $2 + 0 }'; }
+
+# The server unit, the wall session unit, the sandbox exception for this Pi's backlight, the console the wall
+# owns, and the boot target.
 remote_units() {
-	local reload=0 dropin devices="" bl
+	local reload=0 dropin devices="" bl backoff vt_state dm
 	if put_from_opt "$SYSTEMD/system/$SERVICE" 0644 "" "systemd/$SERVICE"; then reload=1; fi
+	if put_from_opt "$SYSTEMD/system/$WALL_UNIT" 0644 "" "systemd/$WALL_UNIT"; then reload=1; fi
+	# Restarts that never run out, with a back-off where systemd has one (≥ 254; bookworm has 252, where
+	# the units' fixed RestartSec= applies).
+	backoff="$SYSTEMD/system/$WALL_UNIT.d/30-backoff.conf"
+	if [ "$(systemd_version)" -ge 254 ]; then
+		if printf '# Written by provision.sh: restart delays grow from RestartSec= to 2 minutes.\n[Service]\nRestartSteps=8\nRestartMaxDelaySec=2min\n' |
+			put_file "$backoff" 0644; then reload=1; fi
+	fi
 	# ProtectKernelTunables= makes /sys read-only; a DSI backlight must stay writable for the server.
 	dropin="$SYSTEMD/system/$SERVICE.d/20-backlight.conf"
 	for bl in "$ROOT"/sys/class/backlight/*; do
@@ -447,32 +544,62 @@ remote_units() {
 		fi
 	fi
 	unit_enabled "$SERVICE" || change "enable $SERVICE" systemctl enable "$SERVICE"
-	# lightdm (the desktop image's login screen) and greetd both claim display-manager.service.
-	if unit_enabled lightdm.service; then
-		change "disable lightdm (greetd shows the wall instead)" systemctl disable lightdm.service
+	# One owner of the wall's console: no login prompt on it (logind would start autovt@ there too).
+	vt_state=$(systemctl is-enabled "getty@tty$WALL_VT.service" 2>/dev/null || true)
+	if [ "$vt_state" != masked ]; then
+		change "mask getty@tty$WALL_VT and autovt@tty$WALL_VT (the wall owns tty$WALL_VT)" \
+			systemctl mask "getty@tty$WALL_VT.service" "autovt@tty$WALL_VT.service"
 	fi
-	unit_enabled greetd.service ||
-		change "enable greetd (logs $HB_USER into the wall session)" systemctl enable greetd.service
+	# Display managers would claim the same console: lightdm (the desktop image) and greetd (which earlier
+	# versions of Homeboard used).
+	for dm in lightdm.service greetd.service; do
+		if unit_enabled "$dm"; then change "disable ${dm%.service} ($WALL_UNIT shows the wall instead)" systemctl disable "$dm"; fi
+	done
+	unit_enabled "$WALL_UNIT" ||
+		change "enable $WALL_UNIT (the compositor on tty$WALL_VT, as $HB_USER)" systemctl enable "$WALL_UNIT"
 	if [ "$(systemctl get-default 2>/dev/null || true)" != graphical.target ]; then
 		change "set the boot target to graphical.target" systemctl set-default graphical.target
 	fi
 }
 
-# Restart what changed, start what is not running; touch nothing otherwise.
+# Restart what changed, start what is not running; touch nothing otherwise. Starting the wall session is
+# not a change and its failure is not this step's: remote_wall observes and reports it afterwards.
 # DEPLOY_CHANGES / SESSION_CHANGES: how many changes the earlier steps made to the server / the session.
 remote_restart() {
+	local wall_state
 	if [ "${DEPLOY_CHANGES:-0}" -gt 0 ] || ! unit_active "$SERVICE"; then
+		# A unit that hit its start limit refuses even this start: clear that first.
 		systemctl reset-failed "$SERVICE" >/dev/null 2>&1 || true
 		change "restart $SERVICE" systemctl restart "$SERVICE"
 	else
 		echo "$SERVICE is running the current version"
 	fi
-	if ! unit_active greetd.service; then
-		change "start greetd (the wall session)" systemctl start greetd.service
-	elif [ "${SESSION_CHANGES:-0}" -gt 0 ]; then
-		# The user manager runs (lingering): reload its units and restart the browser with the new files.
+	if [ "${SESSION_CHANGES:-0}" -gt 0 ]; then
+		# The user manager runs (lingering): reload its units; the (re)started compositor restarts the browser.
 		systemctl --user -M "$HB_USER@" daemon-reload >/dev/null 2>&1 || true
-		change "restart the wall browser" systemctl --user -M "$HB_USER@" restart "$KIOSK_UNIT"
+	fi
+	wall_state=$(systemctl is-active "$WALL_UNIT" 2>/dev/null || true)
+	if [ "$wall_state" != active ] && [ "$wall_state" != activating ]; then
+		echo "starting the wall session (it was ${wall_state:-not running})"
+	elif [ "${SESSION_CHANGES:-0}" -gt 0 ]; then
+		echo "restarting the wall session (its files changed)"
+	else
+		return 0
+	fi
+	# A unit of ours that failed is reset first, so a start limit or an old failure cannot refuse this start.
+	systemctl reset-failed "$WALL_UNIT" >/dev/null 2>&1 || true
+	systemctl restart "$WALL_UNIT" >/dev/null 2>&1 || true
+}
+
+# What the wall session does after a settle time: running, or a warning with the reason. Never fails the
+# run: a wall that cannot start (no screen, as in a container) leaves a healthy server healthy.
+remote_wall() {
+	local state
+	state=$(wall_session_state)
+	if [ "$state" = running ]; then
+		echo "the wall session runs ($WALL_UNIT active for ${WALL_SETTLE_S} s without a restart)"
+	else
+		warn "the wall session is not running: $state"
 	fi
 }
 
@@ -502,10 +629,10 @@ remote_healthz() {
 
 # ------------------------------------------------------------------------------------------ doctor
 
-# Checks a running Pi for the known pitfalls (shared/notes/kiosk-bookworm.md, pain-points.md). Changes
+# Checks a running Pi for the known pitfalls (the README's "Check it" lists them). Changes
 # nothing. Exits 2 when something must be fixed.
 remote_doctor() {
-	local fails=0 uid rt live="" s imported blank browser gpio sync free_mb prefs exit_type kiosk backend t
+	local fails=0 uid rt live="" s wall other imported blank browser gpio sync free_mb prefs exit_type kiosk backend t
 	ok() { printf 'OK    %s\n' "$*"; }
 	warn() { printf 'WARN  %s\n' "$*"; }
 	fail() {
@@ -521,6 +648,19 @@ remote_doctor() {
 		fail "$SERVICE is not running → sudo systemctl status $SERVICE; journalctl -u $SERVICE -n 50"
 	fi
 
+	# The wall session: its real state over a few seconds, and nobody else on its console.
+	wall=$(wall_session_state)
+	if [ "$wall" = running ]; then
+		ok "wall session: $WALL_UNIT is running"
+	else
+		fail "wall session: $wall → sudo systemctl status $WALL_UNIT; journalctl -b -u $WALL_UNIT"
+	fi
+	for other in "getty@tty$WALL_VT.service" greetd.service lightdm.service; do
+		if unit_active "$other"; then
+			fail "$other also runs and competes for tty$WALL_VT → sudo systemctl disable --now $other (or run provision.sh again)"
+		fi
+	done
+
 	# Wayland: wayland-0 or wayland-1, and alive (a dead compositor leaves its socket file behind).
 	rt="$ROOT/run/user/${uid:-none}"
 	for s in "$rt"/wayland-*; do
@@ -533,7 +673,7 @@ remote_doctor() {
 	if [ -n "$live" ]; then
 		ok "Wayland socket:$live in $rt"
 	else
-		fail "no live Wayland socket in $rt: the wall session (labwc) is not running → sudo systemctl status greetd; journalctl -b -u greetd"
+		fail "no live Wayland socket in $rt: the wall session is not running → sudo systemctl status $WALL_UNIT; journalctl -b -u $WALL_UNIT"
 	fi
 	imported=$(systemctl --user -M "$HB_USER@" show-environment 2>/dev/null | sed -n 's/^WAYLAND_DISPLAY=//p' || true)
 	if [ -n "$live" ] && [ -n "$imported" ] && ! printf '%s\n' "$live" | grep -qw -- "$imported"; then
@@ -616,7 +756,11 @@ PY
 	backend=$("$OPT/.venv/bin/python" -c 'import sys, yaml; print(((yaml.safe_load(open(sys.argv[1])) or {}).get("display") or {}).get("backend", "none"))' "$ETC/config.yaml" 2>/dev/null || echo unknown)
 	case "$backend" in
 	vcgencmd) warn "display.backend is vcgencmd, which does nothing on Bookworm (KMS) → use wlopm" ;;
-	none) warn "display.backend is none: the screen is never switched off → wlopm (HDMI), cec (TV) or backlight (DSI); try: $OPT/.venv/bin/python -m server.display probe" ;;
+	none)
+		local hdmi=wlopm
+		if [ "$FLAVOR" = debian ]; then hdmi=wlr-randr; fi
+		warn "display.backend is none: the screen is never switched off → $hdmi (HDMI), cec (TV) or backlight (DSI); try: $OPT/.venv/bin/python -m server.display probe"
+		;;
 	*) ok "display backend: $backend" ;;
 	esac
 

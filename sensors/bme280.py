@@ -1,7 +1,6 @@
 """Bosch BME280 / BMP280: calibration parsing and the datasheet's integer compensation (pure), and the driver.
 
 Register map: BME280 datasheet BST-BME280-DS002 Table 18; compensation: sec. 4.2.3 (= Linux bmp280-core.c).
-See shared/notes/sensors.md §1.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Bit-banging the DHT22 from Python is unreliable (27 µs vs 70 µs pulses on a non-real-time OS); the kernel
 driver times the edges in an IRQ handler. Its reads fail routinely (EIO, ETIMEDOUT, EAGAIN) and it caches a
-good read for 2 s, so retries are spaced at least 2 s apart. See shared/notes/sensors.md §5.
+good read for 2 s, so retries are spaced at least 2 s apart (Linux drivers/iio/humidity/dht11.c).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 `w1_slave` line 1 ends in YES/NO (the kernel's CRC verdict); line 2's `t=` is computed even from bytes that
 failed the CRC, so it is never trusted alone. Kernel Documentation/w1/slaves/w1_therm.rst; DS18B20 datasheet
-Table 1; see shared/notes/sensors.md §4.
+Table 1.
 """
 
 from __future__ import annotations

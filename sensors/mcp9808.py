@@ -1,4 +1,4 @@
-"""Microchip MCP9808: T_A decoding (pure) and the driver. Datasheet DS25095A; see shared/notes/sensors.md §3.
+"""Microchip MCP9808: T_A decoding (pure) and the driver. Datasheet DS25095A.
 
 The datasheet's sample code gets negative temperatures wrong (256 - x instead of x - 256); the value is a
 13-bit two's-complement number in 1/16 °C once the three flag bits are masked off.

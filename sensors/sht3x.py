@@ -2,7 +2,7 @@
 
 The chip has no register address, so commands go out as bare writes through i2c_rdwr. Clock stretching
 is avoided (the BCM283x I2C master mishandles it): command 0x2400, then wait, then a separate read.
-Datasheet SHT3x-DIS sec. 4.4, 4.13, Table 9, Table 20; see shared/notes/sensors.md §2.
+Datasheet SHT3x-DIS sec. 4.4, 4.13, Table 9, Table 20.
 """
 
 from __future__ import annotations

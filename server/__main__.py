@@ -14,6 +14,8 @@ import threading
 from server import __version__
 from server.config import Config, ConfigError, load_config, replace
 from server.core.app import Serving
+from server.core.checkconfig import check_startable
+from server.core.datadir import prepare_data_dir
 from server.core.sdnotify import Notifier
 from server.core.tls import CertificateError, ReloadingCertificate
 from server.homeboard import Homeboard
@@ -30,6 +32,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--host", help="address to bind (overrides server.host)")
     p.add_argument("--port", type=int, help="port to bind (overrides server.port; 0 picks a free one)")
     p.add_argument("--data-dir", help="where history and state live (overrides data_dir)")
+    p.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the config and its ${NAME} secrets, then exit (0: fine, 2: error); starts nothing",
+    )
     p.add_argument("--version", action="version", version=f"homeboard {__version__}")
     return p.parse_args(argv)
 
@@ -106,9 +113,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         cfg = apply_overrides(load_config(args.config, demo=args.demo), args)
+        if args.check_config:
+            check_startable(cfg)  # binds no port, creates no data_dir, calls no API
+        else:
+            prepare_data_dir(cfg.data_dir)
     except ConfigError as err:
         print(f"homeboard: config error: {err}", file=sys.stderr)
         return 2
+    if args.check_config:
+        print(f"homeboard: config ok: {args.config}")
+        return 0
     setup_logging(os.environ.get("HOMEBOARD_LOG_LEVEL", cfg.log_level))
     rc = asyncio.run(serve(cfg))
     stuck = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]

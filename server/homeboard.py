@@ -29,6 +29,7 @@ from server.readings.history import DB_NAME, History
 from server.readings.path import ReadingPath
 from server.sensing.gpio_inputs import GpioInputs
 from server.sensing.sampling import SensorSource
+from server.sources.calendar import CalendarSource
 from server.sources.sl import DeparturesSource
 from server.sources.strava import DEMO_TOKEN_FILE_NAME, TOKEN_FILE_NAME, StravaSource
 from server.sources.weather import WeatherSource
@@ -209,9 +210,16 @@ class Homeboard:
 
     def health_sections(self) -> dict[str, HealthCheck]:
         """/healthz sections beside "sources": each a dict whose "status" other than ok makes it degraded."""
-        sections: dict[str, HealthCheck] = {"history": self.history.health, "wall": self.wall.health}
+        sections: dict[str, HealthCheck] = {
+            "history": self.history.health,
+            "wall": self.wall.health,
+            "display": self.display.health,
+        }
         if self.mqtt is not None:
             sections["mqtt"] = self.mqtt.health
+        calendar = self.runner.sources.get("calendar")
+        if isinstance(calendar, CalendarSource):
+            sections["calendar"] = calendar.health  # a dead link needs a person even while other feeds work
         return sections
 
     def problems(self) -> tuple[bool, dict[str, Any]]:
@@ -261,7 +269,7 @@ def _gpio_factory(kind: str) -> Callable[[], Any]:
 
 
 def _add_remote_sources(config: Config, runner: SourceRunner, data_dir: str, demo: Demo | None) -> None:
-    """A poller for each of sources.weather / departures / strava that the config has (absent: off).
+    """A poller for each of sources.weather / departures / strava / calendar that the config has (absent: off).
 
     In demo mode the same sources point at the built-in stand-in: the production code path, other endpoints.
     """
@@ -288,5 +296,8 @@ def _add_remote_sources(config: Config, runner: SourceRunner, data_dir: str, dem
                 token_file_name=DEMO_TOKEN_FILE_NAME if demo is not None else TOKEN_FILE_NAME,
             )
         )
-    enabled = [name for name in ("weather", "departures", "strava") if getattr(sources, name) is not None]
+    if sources.calendar is not None:
+        calendar = CalendarSource(sources.calendar, config.timezone, base_url=urls.get("calendar"), data_dir=data_dir)
+        runner.add(calendar)
+    enabled = [name for name in ("weather", "departures", "strava", "calendar") if getattr(sources, name) is not None]
     log.info("remote sources: %s%s", ", ".join(enabled) or "none", " (demo stand-in)" if demo else "")

@@ -145,3 +145,100 @@ def test_server_exits_2_with_one_line_naming_the_key(tmp_path: Path) -> None:
 def test_empty_secret_counts_as_missing() -> None:
     with pytest.raises(ConfigError, match=r"sources.weather.api_key: secret \$\{K\} is not set"):
         parse_config({"sources": {"weather": {"api_key": "${K}"}}}, env={"K": ""})
+
+
+def _load_text(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> object:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return load_config(path, env=env or {})
+
+
+def test_key_written_twice_is_refused_with_its_lines(tmp_path: Path) -> None:
+    two_blocks = "server:\n  port: 8080\ntimezone: UTC\nserver:\n  port: 9090\n"
+    with pytest.raises(ConfigError, match=r"^server: written twice in .*c.yaml \(lines 1 and 4\); keep one$"):
+        _load_text(tmp_path, two_blocks)
+    nested = "sources:\n  weather:\n    api_key: a\n    query: Oslo\n    api_key: b\n"
+    with pytest.raises(ConfigError, match=r"^sources\.weather\.api_key: written twice .*\(lines 3 and 5\)"):
+        _load_text(tmp_path, nested)
+    in_list = "sensors:\n  - {id: a, type: sht31, address: 0x44}\n  - {id: b, type: sht31, id: c}\n"
+    with pytest.raises(ConfigError, match=r"^sensors\[1\]\.id: written twice .*\(on line 3\); keep one$"):
+        _load_text(tmp_path, in_list)
+    # Equal after YAML's own reading: 0x44 and 68 are the same integer key.
+    with pytest.raises(ConfigError, match=r"^68: written twice"):
+        _load_text(tmp_path, "0x44: a\n68: b\n")
+
+
+def test_anchors_and_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
+    text = (
+        "x-sensor: &sht {type: sht31, bus: 1, interval_s: 30}\n"
+        "sensors:\n"
+        "  - {<<: *sht, id: a, address: 0x44, interval_s: 60}\n"  # overriding a merged key on purpose
+        "  - {<<: *sht, id: b, address: 0x45}\n"
+    )
+    # The anchor's holder is an unknown key, so parse the loaded document without it.
+    from server.core.strictyaml import safe_load_unique
+
+    doc = safe_load_unique(text)
+    assert isinstance(doc, dict)
+    del doc["x-sensor"]
+    cfg = parse_config(doc, env={})
+    assert [(s.id, s.interval_s, s.address) for s in cfg.sensors] == [("a", 60.0, 0x44), ("b", 30.0, 0x45)]
+    assert safe_load_unique("") is None
+
+
+def test_bare_dollar_name_is_refused(tmp_path: Path) -> None:
+    text = 'sources:\n  weather: {api_key: "$WEATHERAPI_KEY"}\n'
+    with pytest.raises(
+        ConfigError, match=r"^sources\.weather\.api_key: a bare \$WEATHERAPI_KEY .* write \$\{WEATHERAPI_KEY\}$"
+    ):
+        _load_text(tmp_path, text, env={"WEATHERAPI_KEY": "k"})
+    with pytest.raises(ConfigError, match=r"^remote_sensors\[0\]\.token: expected \$\{NAME\}"):
+        parse_config({"remote_sensors": [{"id": "a", "token": "${BALCONY TOKEN}"}]}, env={})
+
+
+@pytest.mark.parametrize("token", ["ab$cd", "$2b$12$R9h/cIPz0gi", "p4$$w0rd", "$", "x$", "$ x"])
+def test_dollar_inside_a_literal_token_is_kept(token: str) -> None:
+    cfg = parse_config({"remote_sensors": [{"id": "a", "token": token}]}, env={})
+    assert cfg.remote_sensors[0].token == token
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"mqtt": {"keepalive_s": 2}}, "mqtt.keepalive_s: expected 5-65535, got 2"),
+        ({"mqtt": {"follow_max_age_s": 0}}, "mqtt.follow_max_age_s: must be greater than 0, got 0"),
+        ({"wall": {"browser_restarts": -1}}, "wall.browser_restarts: must be 0 or more, got -1"),
+        ({"display": {"brightness_pct": 101}}, "display.brightness_pct: expected 1-100, got 101"),
+        ({"gpio": {"buttons": [{"pin": 99}]}}, "gpio.buttons[0].pin: expected a BCM GPIO number 0-27, got 99"),
+        ({"sensors": [{"id": "a", "type": "sht31", "interval_s": 0}]}, "sensors[0].interval_s: must be greater than 0"),
+        (
+            {"sources": {"weather": {"api_key": "k", "base_url": "api.weatherapi.com"}}},
+            'sources.weather.base_url: expected an http(s) URL, got "api.weatherapi.com"',
+        ),
+        ({"sources": {"departures": {"site_id": 1, "direction": 3}}}, "sources.departures.direction: expected 1 or 2"),
+    ],
+)
+def test_rules_beside_their_fields(doc: object, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(doc, env={})
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_every_default_keeps_its_own_rule() -> None:
+    """A rule lives in the field's metadata; the documented default must satisfy it."""
+    import dataclasses
+
+    from server import config as c
+
+    ruled_fields = 0
+    for cls in vars(c).values():
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            continue
+        for f in dataclasses.fields(cls):
+            rule = f.metadata.get("rule")
+            if rule is None:
+                continue
+            ruled_fields += 1
+            if f.default is not dataclasses.MISSING:
+                rule.check(f.default, f"{cls.__name__}.{f.name}")
+    assert ruled_fields >= 30

@@ -50,6 +50,10 @@ while [ $# -gt 0 ]; do
   shift
 done
 if [ -n "$action" ]; then
+  if [ -e "$D/fail" ]; then
+    echo "wlopm: failed to connect to the power manager" >&2
+    exit 1
+  fi
   if [ -e "$D/refuse" ]; then
     echo '[{"output":"HDMI-A-1","error":"output power management is not supported"}]'
     exit 0
@@ -134,7 +138,7 @@ def compositor(standins: Path) -> Iterator[str]:
     stale.close()
     live = socket.socket(socket.AF_UNIX)
     live.bind(str(runtime / "wayland-1"))
-    live.listen(8)
+    live.listen(1024)  # never accepted: every probe of the socket stays queued
     yield "wayland-1"
     live.close()
 
@@ -599,3 +603,131 @@ def test_a_failing_backend_is_an_error_on_the_topic_and_is_retried_later(tmp_pat
         assert hub.get("display").data == {"power": "on", "reason": "always on", "mode": "auto"}
 
     asyncio.run(scenario())
+
+
+# ------------------------------------------------------------------------------------------ the truth, everywhere
+
+
+def _health(url: str) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=5) as r:
+            return json.load(r)
+    except urllib.error.HTTPError as err:
+        return json.load(err)
+
+
+def test_a_failed_switch_is_an_error_with_the_state_read_back_and_healthz_degraded(
+    wall_server: ServerThread, standins: Path
+) -> None:
+    url = wall_server.url
+    wlopm = standins / "state" / "wlopm"
+    assert _topic(url)["status"] == "ok"
+    assert _health(url)["display"] == {"status": "ok", "backend": "wlopm", "power": "on", "mode": "auto"}
+
+    # The command fails (exit 1): the screen is still on, and every surface says so.
+    (wlopm / "fail").touch()
+    status, body = _post(url, {"power": "off"})
+    assert status == 200
+    assert body["status"] == "error"
+    assert body["power"] == "on", "the requested state is never reported as the real one"
+    error = "wlopm: could not switch the screen off: wlopm --json --off HDMI-A-1 failed (exit 1): "
+    assert body["error"] == error + "wlopm: failed to connect to the power manager"
+    topic = _topic(url)
+    assert topic["status"] == "error"
+    assert topic["error"] == body["error"]
+    assert topic["data"] == {"power": "on", "reason": "switching off failed (manual: off)", "mode": "off"}
+    health = _health(url)
+    assert health["status"] == "degraded"
+    assert health["display"]["status"] == "degraded"
+    assert health["display"]["error"] == body["error"]
+    assert health["display"]["power"] == "on"
+
+    # Recovery: the next switch that works (back to the rules: always on) clears it.
+    (wlopm / "fail").unlink()
+    status, body = _post(url, {"power": "auto"})
+    assert (body["status"], body["power"], body["error"]) == ("ok", "on", None)
+    assert _topic(url)["data"] == {"power": "on", "reason": "always on", "mode": "auto"}
+    assert _health(url)["status"] == "ok"
+
+    # The command succeeds but the screen does not follow: the read-back is what counts.
+    (wlopm / "stuck").touch()
+    status, body = _post(url, {"power": "off"})
+    assert body["error"] == "wlopm: asked to switch the screen off, but it reads back on"
+    assert _topic(url)["data"]["power"] == "on"
+    assert _health(url)["display"]["status"] == "degraded"
+    (wlopm / "stuck").unlink()
+    status, body = _post(url, {"power": "auto"})
+    assert body["status"] == "ok", body["error"]
+    assert _health(url)["status"] == "ok"
+
+
+def test_after_a_switch_from_outside_a_failure_reports_what_the_screen_really_shows(tmp_path: Path) -> None:
+    """Published "on"; someone switches the panel off; switching it back on fails: the topic says "off"."""
+    dev = _sysfs(tmp_path)
+    clock = Clock(1_800_000_000.0)
+    hub = Hub(TZ, "test", clock=clock)
+
+    class Failing(BacklightBackend):
+        broken = False
+
+        def set_power(self, on: bool) -> None:
+            if self.broken:
+                raise DisplayError("cannot write bl_power: permission denied")
+            super().set_power(on)
+
+    backend = Failing(str(tmp_path / "sys"), None, None)
+    config = DisplayConfig(backend="backlight")
+    ctl = DisplayController(
+        hub, config, backend, tz=TZ, run_blocking=_direct, state_path=tmp_path / "display.json", clock=clock
+    )
+
+    async def scenario() -> None:
+        await ctl.start()
+        await ctl.stop()
+        assert hub.get("display").data["power"] == "on"
+        (dev / "bl_power").write_text("4")  # switched off from outside
+        backend.broken = True
+        clock.now += config.verify_interval_s
+        await ctl.tick()
+        state = hub.get("display")
+        assert state.status == "error"
+        assert state.error == "backlight: could not switch the screen on: cannot write bl_power: permission denied"
+        assert state.data == {"power": "off", "reason": "switching on failed (always on)", "mode": "auto"}
+        assert ctl.health()["status"] == "degraded"
+        backend.broken = False
+        clock.now += display_mod.RETRY_S
+        await ctl.tick()
+        assert (dev / "bl_power").read_text() == "0"
+        assert hub.get("display").status == "ok"
+        assert hub.get("display").data == {"power": "on", "reason": "always on", "mode": "auto"}
+        assert ctl.health() == {"status": "ok", "backend": "backlight", "power": "on", "mode": "auto"}
+
+    asyncio.run(scenario())
+
+
+def test_a_screen_that_never_settles_is_an_error_not_the_state_asked_for(tmp_path: Path) -> None:
+    hub = Hub(TZ, "test")
+
+    class Transitioning:
+        name = "cec"
+
+        def set_power(self, on: bool) -> None:
+            pass
+
+        def read_power(self) -> bool | None:
+            return None  # "in transition", for ever
+
+    ctl = DisplayController(
+        hub,
+        DisplayConfig(backend="cec", readback_wait_s=0),
+        Transitioning(),
+        tz=TZ,
+        run_blocking=_direct,
+        state_path=tmp_path / "display.json",
+    )
+    asyncio.run(ctl.start())
+    asyncio.run(ctl.stop())
+    state = hub.get("display")
+    assert state.status == "error"
+    assert state.error == "cec: asked to switch the screen on, but after 0 s it is not"
+    assert state.data is None  # never read back: no made-up "on"

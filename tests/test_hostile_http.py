@@ -42,31 +42,33 @@ def status_of(response: bytes) -> int | None:
 
 
 def healthy(srv: ServerProcess) -> None:
-    resp = raw(srv.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    resp = raw(srv.port, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
     assert status_of(resp) == 200
 
 
 CASES = {
-    "huge header": b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n",
-    "many headers": b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(10_000)) + b"\r\n",
-    "obs-fold flood": b"GET / HTTP/1.1\r\nHost: x\r\nX-Fold: a\r\n" + b" b\r\n" * 16_000 + b"\r\n",
+    "huge header": b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n",
+    "many headers": b"GET / HTTP/1.1\r\nHost: localhost\r\n"
+    + b"".join(b"X-%d: y\r\n" % i for i in range(10_000))
+    + b"\r\n",
+    "obs-fold flood": b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Fold: a\r\n" + b" b\r\n" * 16_000 + b"\r\n",
     "CL and TE together": (
-        b"POST /api/sensors/balcony/readings HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+        b"POST /api/sensors/balcony/readings HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
     ),
     "double chunked": (
-        b"POST /api/state HTTP/1.1\r\nHost: x\r\n"
+        b"POST /api/state HTTP/1.1\r\nHost: localhost\r\n"
         b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
     ),
-    "bad content-length": b"POST /api/state HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
-    "oversize body": b"POST /api/state HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n" + b"x" * 70_000,
+    "bad content-length": b"POST /api/state HTTP/1.1\r\nHost: localhost\r\nContent-Length: -1\r\n\r\n",
+    "oversize body": b"POST /api/state HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10000000\r\n\r\n" + b"x" * 70_000,
     "garbage request line": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64 + b"\r\n\r\n",
-    "many cookies": b"GET /api/state HTTP/1.1\r\nHost: x\r\nCookie: "
+    "many cookies": b"GET /api/state HTTP/1.1\r\nHost: localhost\r\nCookie: "
     + b"; ".join(b"c%d=v" % i for i in range(5000))
     + b"\r\nConnection: close\r\n\r\n",
     "urlencoded query flood": b"GET /api/state?"
     + b"&".join(b"a%d=1" % i for i in range(3000))
-    + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
 }
 
 
@@ -83,7 +85,7 @@ def test_slowloris_connections_are_closed_and_others_are_served(proc: ServerProc
     slow = []
     for _ in range(100):
         s = socket.create_connection(("127.0.0.1", proc.port))
-        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and never finish the headers
+        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")  # and never finish the headers
         slow.append(s)
     t0 = time.monotonic()
     healthy(proc)

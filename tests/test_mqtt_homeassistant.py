@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import pytest
 from sensors.registry import quantities_of
 from server import homeboard as homeboard_mod
 from server.display.backends import make_backend
+from server.mqtt import retained as retained_mod
 from server.mqtt.homeassistant import QUANTITIES
 from server.mqtt.retained import FILE_NAME
 from server.sources.base import SimpleSource, TransientError
@@ -119,11 +121,30 @@ def ha_validate(topic: str, payload: bytes, prefix: str = "homeassistant") -> di
     return config
 
 
+class TemplateVariableError(Exception):
+    """What Home Assistant logs as "Template variable error: ... when rendering" (helpers/template.py)."""
+
+
+GUARDED = re.compile(r"\{% if value_json is defined %\}\{\{ value_json\.([a-z_]+) \}\}\{% endif %\}")
+BARE = re.compile(r"\{\{ value_json\.([a-z_]+) \}\}")
+
+
 def render(template: str, payload: bytes) -> str:
-    """The one template shape we use, rendered as Home Assistant's Jinja would: value_json.<key>."""
-    m = re.fullmatch(r"\{\{ value_json\.([a-z_]+) \}\}", template)
-    assert m, template
-    value = json.loads(payload)[m.group(1)]  # KeyError here = an undefined variable in Home Assistant
+    """The two template shapes, rendered as Home Assistant's MqttValueTemplate does: value_json is defined only
+    when the payload parses as JSON; reading an attribute of an undefined value_json is a template error."""
+    try:
+        value_json = json.loads(payload)
+    except ValueError:
+        value_json = None  # undefined in the template
+    if m := GUARDED.fullmatch(template):
+        if value_json is None:
+            return ""  # Home Assistant ignores an empty state of a numeric sensor (logged at debug only)
+    elif m := BARE.fullmatch(template):
+        if value_json is None:
+            raise TemplateVariableError(f"'value_json' is undefined when rendering '{template}'")
+    else:
+        raise AssertionError(f"a template shape this test does not know: {template}")
+    value = value_json[m.group(1)]  # KeyError here = an undefined attribute in Home Assistant
     return "None" if value is None else str(value)  # Jinja renders None as "None": HA's PAYLOAD_NONE, "unknown"
 
 
@@ -298,7 +319,10 @@ def test_health_problems_reach_home_assistant(tmp_path: Path, broker: Broker, ha
         srv.stop()
 
 
-def test_entities_of_a_sensor_removed_from_config_are_removed(tmp_path: Path, broker: Broker, ha: Client) -> None:
+def test_entities_of_a_sensor_removed_from_config_are_removed(
+    tmp_path: Path, broker: Broker, ha: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retained_mod, "HA_UNSUBSCRIBE_GRACE_S", 1.0)
     srv = ha_server(tmp_path, broker)
     assert post_reading(srv, "shed", "shed-token-456", {"temperature_c": 9.0}) == 201
     shed_config = "homeassistant/sensor/homeboard_wall/shed_temperature/config"
@@ -330,9 +354,16 @@ def test_entities_of_a_sensor_removed_from_config_are_removed(tmp_path: Path, br
         # Home Assistant, subscribed, is told at once (an empty config removes the entity)...
         assert ha.wait_for(lambda: [m for m in ha.received(shed_config) if m.payload == b""])
         # ...and the broker keeps nothing of it for a Home Assistant that starts later.
-        after = wait_until(lambda: (r := retained_now(broker.port, "#")) and shed_config not in r and r)
-        assert after, "the shed's discovery message is still retained"
-        assert "homeboard/wall/sensor/shed/state" not in after
+        after = wait_until(
+            lambda: (
+                (r := retained_now(broker.port, "#"))
+                and shed_config not in r
+                and "homeboard/wall/sensor/shed/state" not in r  # a grace period after the discovery config
+                and r
+            ),
+            timeout_s=retained_mod.HA_UNSUBSCRIBE_GRACE_S + 10,
+        )
+        assert after, "the shed's discovery message or its state is still retained"
         assert "homeassistant/sensor/homeboard_wall/balcony_temperature/config" in after
         record = wait_until(
             lambda: (
@@ -398,5 +429,144 @@ def test_the_display_switch_turns_the_screen_off_and_on_from_home_assistant(
         assert ha.wait_for(lambda: ha.latest(switch["state_topic"]).payload == b"ON")
         assert topic_state(srv.url, "display")["data"]["mode"] == "auto"
         assert health(srv.url)["mqtt"]["display_control"] == "ok"
+    finally:
+        srv.stop()
+
+
+# ------------------------------------------------------------------------------------------ removal, as HA sees it
+
+
+class HomeAssistantLike(Client):
+    """Home Assistant's MQTT discovery, as the broker sees it: an entity subscribes to its state topic when its
+    config arrives and unsubscribes `removal_s` after an empty config removes it (Home Assistant processes a
+    removal asynchronously); every message on a state topic an entity still listens to is rendered with that
+    entity's value_template by HA's rules (render()), and what Home Assistant would log is kept in `logged`."""
+
+    def __init__(self, port: int, removal_s: float) -> None:
+        super().__init__(port, "home-assistant-like")
+        self.removal_s = removal_s
+        self.listening: dict[str, dict[str, Any]] = {}  # config topic → config, while the entity exists
+        self.logged: list[str] = []
+        self.rendered: list[tuple[str, bytes, str]] = []  # (state topic, payload, rendered value)
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        super()._on_message(client, userdata, msg)
+        with self.lock:
+            if msg.topic.startswith("homeassistant/"):
+                if msg.payload == b"":
+                    if msg.topic in self.listening:
+                        threading.Timer(self.removal_s, self._remove, (msg.topic,)).start()
+                    return
+                config = ha_validate(msg.topic, msg.payload)
+                if config["state_topic"] not in self._state_topics():
+                    client.subscribe(config["state_topic"], 1)
+                self.listening[msg.topic] = config
+                return
+            for config in list(self.listening.values()):
+                if config["state_topic"] != msg.topic or "value_template" not in config:
+                    continue
+                try:
+                    self.rendered.append((msg.topic, msg.payload, render(config["value_template"], msg.payload)))
+                except TemplateVariableError as err:
+                    self.logged.append(f"Template variable error: {err}")
+
+    def _state_topics(self) -> set[str]:
+        return {c["state_topic"] for c in self.listening.values()}
+
+    def _remove(self, config_topic: str) -> None:
+        with self.lock:
+            config = self.listening.pop(config_topic, None)
+            if config is not None and config["state_topic"] not in self._state_topics():
+                self.client.unsubscribe(config["state_topic"])
+
+
+@pytest.mark.parametrize("grace_s", [1.0, 0.0], ids=["state-cleared-after-ha-unsubscribed", "tolerant-template"])
+def test_removing_a_sensor_leaves_nothing_in_home_assistants_log(
+    tmp_path: Path, broker: Broker, ha: Client, monkeypatch: pytest.MonkeyPatch, grace_s: float
+) -> None:
+    monkeypatch.setattr(retained_mod, "HA_UNSUBSCRIBE_GRACE_S", grace_s)
+    shed_configs = {"homeassistant/sensor/homeboard_wall/shed_temperature/config"}
+    shed_state = "homeboard/wall/sensor/shed/state"
+    srv = ha_server(tmp_path, broker)
+    assert post_reading(srv, "shed", "shed-token-456", {"temperature_c": 9.0}) == 201
+    assert ha.wait_for(lambda: ha.latest(shed_state))
+    srv.stop()
+
+    home_assistant = HomeAssistantLike(broker.port, removal_s=0.5).connect()
+    home_assistant.subscribe("homeassistant/#")
+    try:
+        # Home Assistant has the shed's entity and its retained state (rendered: 9.0).
+        assert home_assistant.wait_for(
+            lambda: any(t == shed_state and v == "9.0" for t, _, v in home_assistant.rendered)
+        )
+        started = time.monotonic()
+        srv = ha_server(tmp_path, broker, remote_sensors=LAN[:1])
+        try:
+            assert wait_until(lambda: shed_state not in retained_now(broker.port, "homeboard/#"), timeout_s=15)
+            time.sleep(home_assistant.removal_s + 0.2)
+        finally:
+            srv.stop()
+    finally:
+        home_assistant.close()
+
+    # What went over the broker about the shed after the new start, in order: the discovery config emptied
+    # first (Home Assistant removes the entity), then the state topic, HA_UNSUBSCRIBE_GRACE_S later.
+    live = [m for m in ha.received() if m.topic in {*shed_configs, shed_state} and m.timestamp >= started]
+    assert [(m.topic, m.payload, m.retain) for m in live] == [
+        (*shed_configs, b"", False),
+        (shed_state, b"", False),
+    ]
+    assert live[1].timestamp - live[0].timestamp >= grace_s - 0.05
+    # Home Assistant logged nothing for it, whichever of the two defences applied.
+    assert home_assistant.logged == []
+    if grace_s > home_assistant.removal_s:
+        assert (shed_state, b"", "") not in home_assistant.rendered, "unsubscribed before the state was cleared"
+    else:
+        assert (shed_state, b"", "") in home_assistant.rendered, "still subscribed: the template took it quietly"
+    # The test can fail: the template Home Assistant was given before would have logged exactly the error.
+    with pytest.raises(TemplateVariableError, match="'value_json' is undefined"):
+        render("{{ value_json.temperature_c }}", b"")
+
+
+def test_a_screen_that_does_not_switch_shows_on_the_switch_and_the_problem_sensor(
+    tmp_path: Path, broker: Broker, ha: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dev = _backlight(tmp_path)
+    sysfs = str(tmp_path / "sys")
+    monkeypatch.setattr(
+        homeboard_mod, "make_backend", lambda name, config: make_backend(name, config, sysfs_root=sysfs)
+    )
+    srv = ha_server(tmp_path, broker, display={"backend": "backlight"})
+    state_topic, problem = "homeboard/wall/display/state", "homeboard/wall/health/state"
+    try:
+        assert ha.wait_for(lambda: ha.latest(state_topic)).payload == b"ON"
+        assert ha.wait_for(lambda: ha.latest(problem)).payload == b"OFF"
+        # The panel's driver goes away (bl_power can no longer be written): Home Assistant flips the switch OFF.
+        (dev / "bl_power").unlink()
+        (dev / "bl_power").mkdir()
+        before = len(ha.received(state_topic))
+        ha.publish("homeboard/wall/display/set", "OFF")
+        assert ha.wait_for(lambda: ha.latest(problem).payload == b"ON")
+        attributes = json.loads(ha.latest("homeboard/wall/health/attributes").payload)
+        assert attributes["status"] == "degraded"
+        (line,) = attributes["problems"]
+        assert line.startswith("display: backlight: could not switch the screen off: cannot write ")
+        # The switch shows the screen as it really is: still on (the last state read back), not the OFF asked for.
+        assert len(ha.received(state_topic)) > before, "the state is sent again, so the flipped switch flips back"
+        assert ha.latest(state_topic).payload == b"ON"
+        assert retained_now(broker.port, state_topic) == {state_topic: b"ON"}
+        assert topic_state(srv.url, "display")["status"] == "error"
+        assert topic_state(srv.url, "display")["data"]["power"] == "on"
+        assert health(srv.url)["status"] == "degraded"
+
+        # Recovery: the panel is back, the rules switch it on again, the problem clears.
+        (dev / "bl_power").rmdir()
+        (dev / "bl_power").write_text("0")
+        ha.publish("homeboard/wall/display/set", "AUTO")
+        assert ha.wait_for(lambda: ha.latest(problem).payload == b"OFF")
+        assert json.loads(ha.latest("homeboard/wall/health/attributes").payload)["problems"] == []
+        assert ha.latest(state_topic).payload == b"ON"
+        assert topic_state(srv.url, "display")["status"] == "ok"
+        assert health(srv.url)["status"] == "ok"
     finally:
         srv.stop()

@@ -240,7 +240,7 @@ def test_mqtt_config_defaults_and_secrets() -> None:
     assert cfg.client == "homeboard-hall"
     assert cfg.password == "pw-from-env"
     assert cfg.role == "standalone"
-    assert cfg.share_topics == ("weather", "departures", "strava", "sensor/*")
+    assert cfg.share_topics == ("weather", "departures", "strava", "calendar", "sensor/*")
 
 
 @pytest.mark.parametrize(

@@ -175,7 +175,7 @@ def test_gpio_that_cannot_work_makes_the_topics_unavailable(tmp_path: Path) -> N
         ({"pir": {"pin": 17}, "buttons": [{"pin": 17}]}, "gpio.buttons[0].pin: BCM 17 is already used by gpio.pir"),
         ({"pir": {"pin": 40}}, "gpio.pir.pin: expected a BCM GPIO number 0-27, got 40"),
         ({"pir": {"pin": 17, "pull": "sideways"}}, "gpio.pir.pull: expected one of up, down, off"),
-        ({"pir_warmup_s": -1}, "gpio.pir_warmup_s: must not be negative"),
+        ({"pir_warmup_s": -1}, "gpio.pir_warmup_s: must be 0 or more, got -1"),
     ],
 )
 def test_gpio_config_errors_name_the_key(tmp_path: Path, gpio: dict[str, Any], message: str) -> None:

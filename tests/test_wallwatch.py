@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-from server.config import WallConfig
+from server.config import Config, ConfigError, WallConfig, replace
 from server.core.hub import Hub
 from server.wall.watch import WallWatch
 from tests.conftest import make_config
@@ -33,6 +33,12 @@ FAST = {
 SECRET_ENV = "HOMEBOARD_TEST_STRAVA_SECRET"
 
 
+def fast_config(tmp_path: Path, **wall: Any) -> Config:
+    """A config whose watchdog acts within a second. parse_config refuses silence_s below the page's 30 s
+    heartbeat (right for a real wall); the test swaps the checked section for a fast one after parsing."""
+    return replace(make_config(tmp_path, wall={"enabled": True}), wall=WallConfig(**{**FAST, **wall}))
+
+
 @pytest.fixture
 def systemctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """`systemctl` first on PATH: records its argv and the environment it got, one JSON line per call."""
@@ -45,6 +51,8 @@ def systemctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         'python3 -c \'import json, os, sys; print(json.dumps({"argv": sys.argv[1:], "env": dict(os.environ)}))\' '
         f'"$@" >>"{log}"\n'
         f'if [ -e "{tmp_path}/fail" ]; then echo "Failed to connect to bus: No medium found" >&2; exit 1; fi\n'
+        # "block": like `supervisorctl restart`, return only once the browser is back (the test says when).
+        f'if [ -e "{tmp_path}/block" ]; then while [ ! -e "{tmp_path}/unblock" ]; do sleep 0.05; done; fi\n'
     )
     stub.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
@@ -84,7 +92,7 @@ async def heartbeat(conn: WebSocketClientConnection) -> None:
 
 @pytest.fixture
 def server(tmp_path: Path, systemctl: Path) -> Iterator[ServerThread]:
-    srv = ServerThread(make_config(tmp_path, wall=FAST)).start()
+    srv = ServerThread(fast_config(tmp_path)).start()
     yield srv
     srv.stop()
 
@@ -137,7 +145,7 @@ def test_reboot_guard_keeps_restarting_the_browser_instead(tmp_path: Path, syste
     var = tmp_path / "var"
     var.mkdir()
     (var / "wallwatch.json").write_text(json.dumps({"reboots": [time.time() - 3600], "history": []}))
-    srv = ServerThread(make_config(tmp_path, wall={**FAST, "browser_restarts": 1}))
+    srv = ServerThread(fast_config(tmp_path, browser_restarts=1))
     srv.start()
     try:
 
@@ -158,19 +166,58 @@ def test_reboot_guard_keeps_restarting_the_browser_instead(tmp_path: Path, syste
 
 def test_a_failing_restart_command_is_recorded_with_its_reason(tmp_path: Path, systemctl: Path) -> None:
     (tmp_path / "fail").touch()
-    srv = ServerThread(make_config(tmp_path, wall={**FAST, "browser_restarts": 3}))
+    srv = ServerThread(fast_config(tmp_path, browser_restarts=3))
     srv.start()
     try:
-        asyncio.run(wait_until(lambda: "restart_browser" in steps(srv), 8, "a restart attempt"))
-        entry = next(h for h in health(srv)["wall"]["history"] if h["step"] == "restart_browser")
-        assert entry["failed"] is True
-        assert "exit 1: Failed to connect to bus: No medium found" in entry["detail"]
+        asyncio.run(wait_until(lambda: steps(srv).count("restart_browser") >= 2, 8, "a failed restart attempt"))
+        attempt, failure = [h for h in health(srv)["wall"]["history"] if h["step"] == "restart_browser"][:2]
+        assert attempt["detail"] == "attempt 1: systemctl --user restart homeboard-kiosk.service"  # before it ran
+        assert "failed" not in attempt
+        assert failure["failed"] is True
+        assert failure["detail"].startswith("attempt 1 failed: ")
+        assert "exit 1: Failed to connect to bus: No medium found" in failure["detail"]
     finally:
         srv.stop()
 
 
+def test_a_blocking_restart_command_keeps_the_history_in_order(tmp_path: Path, systemctl: Path) -> None:
+    """The page's heartbeat arrives while the restart command still runs: the step is already recorded."""
+    (tmp_path / "block").touch()
+    srv = ServerThread(fast_config(tmp_path, browser_restarts=3)).start()
+    try:
+
+        async def scenario() -> None:
+            await wait_until(lambda: len(commands(systemctl)) == 1, 8, "the restart command to start")
+            assert steps(srv) == ["reload", "restart_browser"]  # recorded before the command returned
+            conn = await websocket_connect(srv.ws_url)
+            await heartbeat(conn)  # the browser is back before its restart command returns
+            await wait_until(lambda: steps(srv)[-1:] == ["recovered"], 3, "recovery")
+            (tmp_path / "unblock").touch()
+            await asyncio.sleep(0.5)
+            conn.close()
+
+        asyncio.run(scenario())
+        history = health(srv)["wall"]["history"]
+        assert [h["step"] for h in history] == ["reload", "restart_browser", "recovered"]
+        assert history[1]["detail"] == "attempt 1: systemctl --user restart homeboard-kiosk.service"
+        assert history[2]["detail"] == "the wall page is back (last step: restart_browser)"
+        assert health(srv)["wall"]["escalation"] == "none"
+    finally:
+        srv.stop()
+
+
+def test_silence_below_the_page_heartbeat_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        make_config(tmp_path, wall={"silence_s": 20})
+    assert str(err.value) == (
+        "wall.silence_s: must be 30 or more (the page sends a heartbeat every 30 s; less restarts a healthy wall), "
+        "got 20"
+    )
+    assert make_config(tmp_path, wall={"silence_s": 30}).wall.silence_s == 30
+
+
 def test_a_screen_switched_off_excuses_silence(tmp_path: Path, systemctl: Path) -> None:
-    srv = ServerThread(make_config(tmp_path, wall=FAST)).start()
+    srv = ServerThread(fast_config(tmp_path)).start()
     try:
         srv.publish("display", {"power": "off", "reason": "schedule: off until 07:00"})
         time.sleep(2.0)  # well past silence_s and the start-up grace
@@ -185,7 +232,7 @@ def test_a_screen_switched_off_excuses_silence(tmp_path: Path, systemctl: Path) 
 
 
 def test_disabled_watchdog_reports_but_never_acts(tmp_path: Path, systemctl: Path) -> None:
-    srv = ServerThread(make_config(tmp_path, wall={**FAST, "enabled": False})).start()
+    srv = ServerThread(fast_config(tmp_path, enabled=False)).start()
     try:
         time.sleep(2.0)
         wall = health(srv)["wall"]

@@ -36,6 +36,7 @@ export function configure({ locale: wantLocale, timeZone: wantZone, clock24h = t
     dayKey: new Intl.DateTimeFormat("en-CA", { timeZone, year: "numeric", month: "2-digit", day: "2-digit" }),
     wallUtc: new Intl.DateTimeFormat(locale, { timeZone: "UTC", hour: hourStyle, minute: "2-digit", hour12 }),
     weekdayUtc: new Intl.DateTimeFormat(locale, { timeZone: "UTC", weekday: "long" }),
+    dateUtc: new Intl.DateTimeFormat(locale, { timeZone: "UTC", weekday: "short", day: "numeric", month: "short" }),
     clockParts: new Intl.DateTimeFormat("en-GB", { timeZone, hour: "2-digit", minute: "2-digit", hourCycle: "h23" }),
   };
   numberCache.clear();
@@ -244,6 +245,13 @@ export function weekdayOfDate(dateText) {
   const m = typeof dateText === "string" ? dateText.match(/^(\d{4})-(\d{2})-(\d{2})/) : null;
   if (!m) return DASH;
   return f.weekdayUtc.format(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), 12));
+}
+
+/** "2026-10-26" → "Mon 26 Oct" in the locale's words; a calendar date is the same day in every zone. */
+export function dateShort(dateText) {
+  const m = typeof dateText === "string" ? dateText.match(/^(\d{4})-(\d{2})-(\d{2})/) : null;
+  if (!m) return DASH;
+  return f.dateUtc.format(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), 12));
 }
 
 /** When a value was last good: "14:05" today, "Mon 14:05" this week, "24 Nov 14:05" before. */

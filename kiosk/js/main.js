@@ -11,8 +11,10 @@ import { Store } from "./store.js";
 import { setLanguage, t } from "./strings.js";
 import { everyMinute } from "./ticker.js";
 
-const KNOWN_WIDGETS = ["clock", "weather", "departures", "sensors", "forecast", "strava"];
-const HERO_WIDGETS = new Set(["clock", "weather"]);
+const KNOWN_WIDGETS = ["clock", "weather", "departures", "sensors", "forecast", "strava", "calendar"];
+// The calendar sits in the hero, in the room clock and weather leave on the right: the body's columns (and
+// rows, in portrait) keep the width and height their lists need.
+const HERO_WIDGETS = new Set(["clock", "weather", "calendar"]);
 // The topic a widget draws (a key ending in "/" is a prefix: any sensor). The server's topics are exactly those of
 // its config, so a widget whose topic is absent belongs to a source that is not configured: it is left out rather
 // than "waiting for data" forever. The clock needs nothing.
@@ -23,6 +25,7 @@ const WIDGET_TOPIC = {
   departures: "departures",
   strava: "strava",
   sensors: "sensor/",
+  calendar: "calendar",
 };
 // Relative column widths in landscape: what each widget's content needs at the same type size.
 const BODY_WEIGHT = { departures: 1, sensors: 1.1, forecast: 0.85, strava: 1 };

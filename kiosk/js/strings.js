@@ -35,6 +35,10 @@ const WORDS = {
     falling: "falling",
     steady: "steady",
     activities: (n) => (n === 1 ? "1 activity" : `${n} activities`),
+    calendar: "Calendar",
+    nothingPlanned: "nothing planned",
+    noTitle: "(no title)",
+    allDay: "all day",
     // Compass points as WeatherAPI writes them (English letters): kept as they are.
     compass: (dir) => dir,
     sports: {},
@@ -73,6 +77,10 @@ const WORDS = {
     falling: "sjunker",
     steady: "stadig",
     activities: (n) => (n === 1 ? "1 aktivitet" : `${n} aktiviteter`),
+    calendar: "Kalender",
+    nothingPlanned: "inget inplanerat",
+    noTitle: "(ingen rubrik)",
+    allDay: "heldag",
     // In Swedish east is O (ost) and west V (väst): "SSW" is written "SSV".
     compass: (dir) => dir.replace(/E/g, "O").replace(/W/g, "V"),
     sports: {

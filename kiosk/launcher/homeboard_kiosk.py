@@ -56,7 +56,7 @@ DISABLED_FEATURES = (
 )
 
 # Flags for a wall nobody stands at: no dialog, bubble, bar, nag, scrollbar or first-run page, ever.
-# Sources: shared/notes/kiosk-bookworm.md (FullPageOS, freddanastrom/rpi-kiosk) and reliability.md §1.4.
+# Sources: FullPageOS (guysoft/FullPageOS, start_chromium_browser) and freddanastrom/rpi-kiosk, checked on Bookworm.
 BASE_FLAGS = (
     "--kiosk",
     "--start-maximized",  # Wayfire drew --kiosk as a 1-px line without it (bookworm-feedback #31)
@@ -134,10 +134,19 @@ def preferences_path(profile_dir: Path) -> Path:
     return profile_dir / "Default" / "Preferences"
 
 
+# profile.exit_type values that mean the last session ended cleanly: "Normal" (quit) and "SessionEnded"
+# (SIGTERM, a shutdown). "Crashed" is what the running browser writes (Chromium 156 about 10 s after its
+# start), so it is what a kill -9 or a power cut leaves behind, and what shows "Restore pages?".
+CLEAN_EXIT_TYPES = ("Normal", "SessionEnded")
+
+
 def repair_preferences(profile_dir: Path, now: Callable[[], float] = time.time) -> str:
     """Mark the last session as ended cleanly, so Chromium shows no "Restore pages?" bubble.
 
-    After a crash or power cut Chromium leaves profile.exit_type = "Crashed" and profile.exited_cleanly = false.
+    After a crash or power cut Chromium leaves profile.exit_type = "Crashed" in Default/Preferences. Older
+    Chromium also kept profile.exited_cleanly = false there; Chromium 156 (Debian bookworm's) no longer
+    writes that key (its clean-exit flag lives in Local State, for crash statistics, not for the bubble):
+    it is set to true only where the browser still has it, never added.
     The file is JSON: it is parsed and written back as JSON (sed scripts in other kiosks ship typos that
     silently do nothing), atomically, and then read back and checked. A file that is not valid JSON (torn
     by a power cut) is moved aside: Chromium would otherwise show a "profile error" dialog.
@@ -162,26 +171,30 @@ def repair_preferences(profile_dir: Path, now: Callable[[], float] = time.time) 
     profile = doc.get("profile")
     if not isinstance(profile, dict):
         profile = doc["profile"] = {}
-    before = (profile.get("exit_type"), profile.get("exited_cleanly"))
-    if before == ("Normal", True):
+    exit_type = profile.get("exit_type")
+    legacy = "exited_cleanly" in profile
+    if exit_type in CLEAN_EXIT_TYPES and (not legacy or profile["exited_cleanly"] is True):
         verify_preferences(prefs)
-        return "profile already marked clean"
+        return f"profile already marked clean (exit_type={exit_type!r})"
+    before = f"exit_type={exit_type!r}" + (f" exited_cleanly={profile['exited_cleanly']!r}" if legacy else "")
     profile["exit_type"] = "Normal"
-    profile["exited_cleanly"] = True
+    if legacy:
+        profile["exited_cleanly"] = True
     write_atomically(prefs, json.dumps(doc, separators=(",", ":")).encode("utf-8"))
     verify_preferences(prefs)
-    return f"repaired exit_type={before[0]!r} exited_cleanly={before[1]!r} → 'Normal' True"
+    return f"repaired {before} → 'Normal'" + (" True" if legacy else "")
 
 
 def verify_preferences(prefs: Path) -> None:
-    """Read the file back from disk and check both keys; raises LauncherError when they are not right."""
+    """Read the file back from disk and check it; raises LauncherError when it would still show the bubble."""
     try:
         doc = json.loads(prefs.read_text(encoding="utf-8"))
         profile = doc["profile"]
-        exit_type, clean = profile["exit_type"], profile["exited_cleanly"]
+        exit_type = profile["exit_type"]
+        clean = profile.get("exited_cleanly", True)
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise LauncherError(f"{prefs}: cannot verify the repair: {err}") from err
-    if exit_type != "Normal" or clean is not True:
+    if exit_type not in CLEAN_EXIT_TYPES or clean is not True:
         raise LauncherError(f"{prefs}: repair did not stick (exit_type={exit_type!r}, exited_cleanly={clean!r})")
 
 
@@ -294,7 +307,7 @@ def resolve_platform(
 ) -> tuple[str, dict[str, str]]:
     """Pick wayland / x11 / headless and the environment for it, waiting for the compositor if needed.
 
-    wait_s = 0 waits for ever: at boot the browser unit may start before labwc has created its socket.
+    wait_s = 0 waits for ever: at boot the browser unit may start before the compositor has created its socket.
     """
     if requested == "headless":
         return "headless", {}
@@ -317,7 +330,7 @@ def resolve_platform(
             raise LauncherError(
                 f"no display after {wait_s:.0f} s: no live wayland-* socket in {runtime_dir}"
                 + (" and DISPLAY is not set" if requested == "auto" else "")
-                + " (is labwc running for this user? see: provision.sh doctor)"
+                + " (is the wall session running? sudo systemctl status homeboard-wall; provision.sh doctor)"
             )
         if not logged or now - last_log >= LOG_EVERY_S:
             log.info("waiting for the display (Wayland socket in %s)", runtime_dir)

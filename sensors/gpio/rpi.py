@@ -1,5 +1,5 @@
 """The RPi.GPIO backend: the one place RPi.GPIO is imported (lazily). rpi-lgpio provides the same module
-on gpiochip kernels and on the Pi 5, where classic RPi.GPIO fails. See shared/notes/sensors.md §6."""
+on gpiochip kernels and on the Pi 5, where classic RPi.GPIO fails."""
 
 from __future__ import annotations
 

@@ -23,6 +23,9 @@ from server.core.handlers import (
     PageStaticHandler,
     StateHandler,
 )
+from server.core.hostcheck import HostCheckedApplication, HostPolicy
+from server.core.memory import HeapTrimmer
+from server.core.state_route import StateRoute
 from server.core.ws import LiveSocket
 from server.display.controller import DisplayHandler
 from server.homeboard import Homeboard
@@ -64,7 +67,8 @@ def make_app(board: Homeboard) -> tornado.web.Application:
     history_kwargs = {"history": board.history, "knows": board.readings.knows, "clock": time.time}
     display_kwargs = {"controller": board.display, "token": board.config.display.token}
     routes: list[Any] = [
-        (r"/api/state", StateHandler, {"board": board}),
+        (r"/api/state", StateRoute(board.hub)),  # GET, without a RequestHandler (server/core/state_route.py)
+        (r"/api/state", StateHandler, {"board": board}),  # other methods: 405
         (r"/api/config", ConfigHandler, {"board": board}),
         (r"/healthz", HealthHandler, {"board": board}),
         (r"/metrics", MetricsHandler, {"board": board}),
@@ -76,8 +80,9 @@ def make_app(board: Homeboard) -> tornado.web.Application:
         (r"/api/.*", NotFoundHandler),
         (r"/(.*)", PageStaticHandler, {"path": str(KIOSK_DIR), "default_filename": "index.html"}),
     ]
-    return tornado.web.Application(
+    return HostCheckedApplication(
         routes,
+        host_policy=HostPolicy.for_server(cfg.host, cfg.allowed_hosts),
         log_function=log_request,
         websocket_ping_interval=cfg.ws_ping_interval_s,
         websocket_ping_timeout=cfg.ws_ping_interval_s,
@@ -96,6 +101,7 @@ class Upkeep:
         self.cert = cert
         self._callbacks: list[PeriodicCallback] = []
         self._saving = False
+        self._heap = HeapTrimmer()  # freed memory back to the OS after start-up, then hourly (server/core/memory.py)
 
     def start(self) -> None:
         self._callbacks.append(PeriodicCallback(self.tick, 1000))
@@ -106,10 +112,12 @@ class Upkeep:
             self._callbacks.append(PeriodicCallback(self.cert.reload_if_changed, interval_ms))
         for cb in self._callbacks:
             cb.start()
+        self._heap.start()
 
     def stop(self) -> None:
         for cb in self._callbacks:
             cb.stop()
+        self._heap.stop()
 
     def tick(self) -> None:
         self.board.hub.check_stale()

@@ -22,18 +22,24 @@ CSP = (
 )
 
 
+# On every answer of ours (no server banner either), and on every JSON answer; server/core/state_route.py uses them too.
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+JSON_BODY_HEADERS = {"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store"}
+JSON_HEADERS = {**JSON_BODY_HEADERS, **SECURITY_HEADERS}
+
+
 class BaseHandler(tornado.web.RequestHandler):
     """JSON errors everywhere, security headers, no server banner."""
 
     def set_default_headers(self) -> None:
         self.clear_header("Server")
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Referrer-Policy", "no-referrer")
+        for name, value in SECURITY_HEADERS.items():
+            self.set_header(name, value)
 
     def write_json(self, body: bytes | dict[str, Any], status: int = 200) -> None:
         self.set_status(status)
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.set_header("Cache-Control", "no-store")
+        for name, value in JSON_BODY_HEADERS.items():
+            self.set_header(name, value)
         self.finish(body if isinstance(body, bytes) else dumpb(body))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
@@ -64,6 +70,11 @@ class ConfigHandler(BaseHandler):
                 "timezone": cfg.timezone,
                 "demo": cfg.demo,
                 "page": dataclasses.asdict(cfg.page),
+                # Names and colours only: a calendar's address is a secret and never leaves the server.
+                "calendars": [
+                    {"name": c.name, "color": c.color}
+                    for c in (cfg.sources.calendar.calendars if cfg.sources.calendar else ())
+                ],
                 # Names for sensors still waiting for their first reading (a reading carries its own name).
                 "sensor_names": {sensor_id: entry.name for sensor_id, entry in self.board.readings.sensors.items()},
             }
@@ -107,8 +118,33 @@ class MetricsHandler(BaseHandler):
         self.finish(render_metrics(self.board))
 
 
+# The files the page loads, by folder of kiosk/ ("" is the top) and extension. Everything else under kiosk/
+# (the launcher and its Python, READMEs, dotfiles, editor backups) is 404: the web root is not a file share.
+PAGE_FILES: dict[str, frozenset[str]] = {
+    "": frozenset({".html"}),
+    "css": frozenset({".css"}),
+    "js": frozenset({".js", ".mjs"}),
+    "icons": frozenset({".svg"}),
+    "fonts": frozenset({".woff2", ".woff", ".ttf", ".otf"}),
+}
+
+
+def is_page_file(url_path: str) -> bool:
+    """Is kiosk/<url_path> one of the page's own files? "" (the page itself, index.html) is."""
+    if url_path == "":
+        return True
+    parts = url_path.split("/")
+    if any(part.startswith(".") or part == "" for part in parts):
+        return False  # dotfiles and dot-folders (.git, .env, ..), and empty segments
+    folder = parts[0] if len(parts) > 1 else ""
+    name = parts[-1]
+    extension = name[name.rfind(".") :].lower() if "." in name else ""
+    return extension in PAGE_FILES.get(folder, frozenset())
+
+
 class PageStaticHandler(tornado.web.StaticFileHandler):
-    """kiosk/ files with the CSP; '/' is index.html. Tornado's validate_absolute_path keeps requests in the root."""
+    """kiosk/ files with the CSP; '/' is index.html. Only PAGE_FILES are served; Tornado's
+    validate_absolute_path keeps requests in the root."""
 
     def set_default_headers(self) -> None:
         self.clear_header("Server")
@@ -120,6 +156,8 @@ class PageStaticHandler(tornado.web.StaticFileHandler):
         # A NUL byte makes os.path.realpath raise ValueError (a 500 in Tornado): refuse it up front.
         if "\x00" in url_path or "\\" in url_path:
             raise tornado.web.HTTPError(400)
+        if not is_page_file(url_path):
+            raise tornado.web.HTTPError(404)
         return super().parse_url_path(url_path)
 
     def set_extra_headers(self, path: str) -> None:

@@ -15,38 +15,12 @@ from typing import Any, Protocol
 
 from server.core.jsonutil import dumpb
 from server.core.timeutil import iso
+from server.core.wire import Message
 
 log = logging.getLogger(__name__)
 
 Status = str  # "ok" | "waiting" | "error" | "unavailable"
 WAITING: Status = "waiting"  # configured, nothing received yet: not a fault (data, updated_at, error all null)
-
-
-def ws_text_frame(payload: bytes) -> bytes:
-    """One unmasked, uncompressed, final WebSocket text frame (RFC 6455 §5.2), as a server sends it.
-
-    Built once per update so that fan-out is a plain stream write per client.
-    """
-    n = len(payload)
-    if n < 126:
-        header = bytes((0x81, n))
-    elif n < 1 << 16:
-        header = bytes((0x81, 126)) + n.to_bytes(2, "big")
-    else:
-        header = bytes((0x81, 127)) + n.to_bytes(8, "big")
-    return header + payload
-
-
-@dataclass(frozen=True)
-class Message:
-    """An encoded message: the JSON text (for write_message fallbacks) and its ready-made frame."""
-
-    payload: bytes
-    frame: bytes
-
-    @classmethod
-    def of(cls, payload: bytes) -> Message:
-        return cls(payload, ws_text_frame(payload))
 
 
 class Client(Protocol):
@@ -93,6 +67,7 @@ class Hub:
         self._listeners: list[Listener] = []
         self._heartbeat_listeners: list[HeartbeatListener] = []
         self._topics_json: bytes | None = None  # cached '{"t":{...},...}', rebuilt when a topic changes
+        self._state_body: tuple[int, bytes, bytes] | None = None  # (second, topics bytes, body) of /api/state
         self.updates_sent = 0  # messages fanned out (for /metrics)
         self.frames_written = 0
         self.clients_evicted = 0
@@ -141,11 +116,16 @@ class Hub:
         state.restored, state.stale = False, fresh.stale
         self._changed(topic, state, encoded)
 
-    def publish_error(self, topic: str, message: str, status: Status = "error") -> None:
-        """The source failed: keep the last good value and its time, say what is wrong."""
+    def publish_error(
+        self, topic: str, message: str, status: Status = "error", *, data: dict[str, Any] | None = None
+    ) -> None:
+        """The source failed: keep the last good value and its time, say what is wrong. `data`: what the failed
+        thing really is now, when that is known (a screen that did not switch reads back its old state)."""
         state = self.topics.setdefault(topic, TopicState())
-        if state.status == status and state.error == message:
+        if state.status == status and state.error == message and (data is None or data == state.data):
             return
+        if data is not None:
+            state.data, state.updated_at = data, self.clock()
         state.status = status
         state.error = message
         state.stale = self._is_stale(state, self.clock())
@@ -210,9 +190,15 @@ class Hub:
         return self._topics_json
 
     def state_body(self) -> bytes:
-        """The body of GET /api/state, from the pre-encoded topics."""
-        now = dumpb(iso(self.clock(), self.tz))
-        return b'{"server_time":' + now + b',"topics":' + self._topics_bytes() + b"}"
+        """The body of GET /api/state, from the pre-encoded topics: the same bytes until a topic changes or the
+        second turns (server_time has second precision), so a burst of requests costs one concatenation."""
+        second = int(self.clock())
+        topics = self._topics_bytes()
+        cached = self._state_body
+        if cached is None or cached[0] != second or cached[1] is not topics:
+            body = b'{"server_time":' + dumpb(iso(second, self.tz)) + b',"topics":' + topics + b"}"
+            cached = self._state_body = (second, topics, body)
+        return cached[2]
 
     def snapshot_message(self) -> Message:
         now = dumpb(iso(self.clock(), self.tz))

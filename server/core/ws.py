@@ -11,9 +11,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tornado.iostream import StreamClosedError
-from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol13
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from server.core.hub import Hub, Message
+from server.core.hub import Hub
+from server.core.wire import Message, abort, write_frame
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,9 @@ class LiveSocket(WebSocketHandler):
         return ok
 
     def open(self) -> None:
+        # Updates are small and must not wait: without this, Nagle's algorithm holds a frame back until the
+        # previous one is acknowledged, and the peer's delayed ACK makes that up to tens of milliseconds.
+        self.set_nodelay(True)
         self.hub.add_client(self)
 
     def on_close(self) -> None:
@@ -94,14 +98,11 @@ class LiveSocket(WebSocketHandler):
             return
         size = len(message.frame)
         try:
-            if isinstance(conn, WebSocketProtocol13) and conn._compressor is None:
-                # The frame was built once for all clients; writing it directly skips per-client framing.
-                conn._wire_bytes_out += size
-                future = conn.stream.write(message.frame)
-            else:  # pragma: no cover - compression is never negotiated by this server
-                future = conn.write_message(message.payload.decode("utf-8"))
+            future = write_frame(conn, message)  # the frame built once for all clients (server/core/wire.py)
         except (StreamClosedError, WebSocketClosedError):
             self._closed = True
+            return
+        if future is None:  # all of it is with the kernel already
             return
         self._pending.append((time.monotonic(), size))
         self._pending_bytes += size
@@ -135,5 +136,5 @@ class LiveSocket(WebSocketHandler):
         self.hub.clients_evicted += 1
         # Abort rather than a polite close: a close frame would queue behind the data the client is not reading.
         conn = self.ws_connection
-        if conn is not None and conn.stream is not None:
-            conn.stream.close()
+        if conn is not None:
+            abort(conn)

@@ -32,6 +32,7 @@ from server.config import (
     WeatherConfig,
     replace,
 )
+from server.demo.calendars import DEMO_CALENDAR
 from server.readings.history import History, HistoryError
 from server.readings.path import ReadingPath
 from server.readings.reading import Reading, make_reading
@@ -49,11 +50,15 @@ LAN_INTERVAL_S = 60.0
 def demo_config(cfg: Config) -> Config:
     """What demo mode runs: every remote source (against the stand-in), emulated sensors and a PIR."""
     s = cfg.sources
+    strava = s.strava or StravaConfig(client_id="demo", client_secret=DEMO_SECRET)
+    if strava.refresh_token is None:  # a real one comes from `setup`; the stand-in takes any
+        strava = replace(strava, refresh_token=DEMO_SECRET)
     sources = replace(
         s,
         weather=s.weather or WeatherConfig(api_key="demo-key"),
         departures=s.departures or DeparturesConfig(site_id=9192),
-        strava=s.strava or StravaConfig(client_id="demo", client_secret=DEMO_SECRET, refresh_token=DEMO_SECRET),
+        strava=strava,
+        calendar=s.calendar or DEMO_CALENDAR,
     )
     gpio = replace(cfg.gpio, backend="emulated", pir=cfg.gpio.pir or DEMO_PIR, pir_warmup_s=0.0)
     return replace(cfg, demo=True, sources=sources, sensors=cfg.sensors or _default_sensors(), gpio=gpio)

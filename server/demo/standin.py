@@ -8,6 +8,8 @@ Paths, relative to the stand-in's root URL (demo_urls() builds the base URLs the
   strava_api    {root}/strava/api/v3        GET  athlete/activities?per_page=&page=&before=&after=  (Bearer token)
   strava_token  {root}/strava/oauth/token   POST grant_type=refresh_token | authorization_code
                 {root}/strava/oauth/authorize    GET, redirects to redirect_uri?code=...&scope=... (for `setup`)
+  calendar      {root}/calendar                  GET  {i}.ics: the demo's calendar feeds (server/demo/calendars.py),
+                                                 with ETag; If-None-Match gets 304 while the feed is unchanged
 
 Like the real Strava, every refresh issues a NEW refresh token and the old one dies at once. A refresh
 token the stand-in has never seen is accepted once (so a demo survives restarts of the stand-in, whose
@@ -27,7 +29,7 @@ from urllib.parse import urlencode
 import tornado.web
 
 from server.core.jsonutil import dumps
-from server.demo import world
+from server.demo import calendars, world
 
 ACCESS_TOKEN_LIFETIME_S = 6 * 3600  # "Access tokens expire six hours after they are created"
 
@@ -42,6 +44,7 @@ def demo_urls(root: str) -> dict[str, str]:
         "departures": f"{root}/sl/v1",
         "strava_api": f"{root}/strava/api/v3",
         "strava_token": f"{root}/strava/oauth/token",
+        "calendar": f"{root}/calendar",
     }
 
 
@@ -257,6 +260,20 @@ class ActivitiesHandler(_JsonHandler):
         self.send_json(items[(page - 1) * per_page : page * per_page])
 
 
+# ---------------------------------------------------------------- calendar feeds
+
+
+class CalendarFeedHandler(tornado.web.RequestHandler):
+    """One demo ICS feed; Tornado's own ETag handling answers If-None-Match with 304 while it is unchanged."""
+
+    def initialize(self, state: StandinState) -> None:
+        self.state = state
+
+    def get(self, index: str) -> None:
+        self.set_header("Content-Type", "text/calendar; charset=utf-8")
+        self.finish(calendars.feed_ics(int(index), self.state.clock()))
+
+
 def _log_request(handler: tornado.web.RequestHandler) -> None:
     # Path only: query strings carry the (demo) API key, and no key goes into a log line, demo or not.
     request = handler.request
@@ -280,6 +297,7 @@ def make_standin_app(
             (r"/strava/oauth/token", TokenHandler, kwargs),
             (r"/strava/oauth/authorize", AuthorizeHandler, kwargs),
             (r"/strava/api/v3/athlete/activities", ActivitiesHandler, kwargs),
+            (r"/calendar/([0-9]{1,3})\.ics", CalendarFeedHandler, kwargs),
         ],
         compress_response=True,
         log_function=_log_request,

@@ -2,7 +2,7 @@
 
 Everything is deterministic (hash of the time slot), so the same instant always gives the same answer and
 values change smoothly as the clock moves. Payloads follow the real APIs' formats, traps included
-(see shared/notes/apis.md): trailing spaces in condition texts, numbers as strings, naive Stockholm times,
+(as recorded from the live APIs): trailing spaces in condition texts, numbers as strings, naive Stockholm times,
 cancelled departures, departures without `expected`, missing heart rates. The texts are what a real household
 would see (a new user's first impression); hostile strings (markup in user text) live in the tests instead.
 """

@@ -1,7 +1,7 @@
 """Screen power backends: one class per way of switching a screen, each able to read the state back.
 
 All methods block (they run a command or touch sysfs): call them in the executor, never on the loop.
-Which one works where (shared/notes/kiosk-bookworm.md):
+Which one works where (python -m server.display probe tries them):
   wlopm      Wayland DPMS on labwc (Raspberry Pi OS Bookworm): the first choice for HDMI monitors.
   wlr-randr  disables the output; on labwc it drops Chromium out of fullscreen (RPi-Distro/chromium #54).
   cec        a TV over HDMI-CEC (cec-ctl from v4l-utils); the TV reports its own power state.

@@ -8,7 +8,10 @@ Rules, in order:
   otherwise                                                    →  on
 The backend is asked to switch only when the decision changes; the state is then read back, and a screen
 that does not follow (or was switched from outside) is reported and switched again. `display` data is
-{"power": "on" | "off", "reason": str, "mode": "auto" | "on" | "off"}; a failure is an error on the topic.
+{"power": "on" | "off", "reason": str, "mode": "auto" | "on" | "off"}, where power is always what the screen
+was last read back as, never what was asked. When switching fails (the command fails, or the read-back
+disagrees or never settles) the topic's status is error with the reason, /healthz's "display" section is
+degraded (and so Home Assistant's Problem sensor); the next good switch or read-back clears it.
 
     python -m server.display probe [--config PATH]    which backends work on this machine
 """
@@ -142,7 +145,7 @@ class DisplayController:
         self.mode = "auto"
         self.motion = Motion()
         self.started_at = clock()
-        self.applied: bool | None = None  # what the screen is known to show
+        self.read_back: bool | None = None  # what the screen last said it shows (None: never read)
         self.published: Decision | None = None
         self.failed_at: float | None = None  # last failed switch (retried after RETRY_S)
         self.failed_for: Decision | None = None
@@ -237,7 +240,7 @@ class DisplayController:
             now = self.clock()
             if self.failed_at is not None and now - self.failed_at < RETRY_S and decision == self.failed_for:
                 return  # a failed switch waits before the next try (the error stays on the topic)
-            if decision.power != self.applied or self.failed_at is not None:
+            if decision.power != self.read_back or self.failed_at is not None:
                 await self._switch(backend, decision)
             elif verify:
                 await self._verify(backend, decision)
@@ -248,22 +251,39 @@ class DisplayController:
         word = "on" if decision.power else "off"
         try:
             await self.run_blocking(backend.set_power, decision.power)
-            actual = await self._read_settled(backend)
         except DisplayError as err:
+            await self._read_quietly(backend)  # what the screen shows now, for the topic's data
             self._fail(decision, f"{backend.name}: could not switch the screen {word}: {err}")
             return
+        try:
+            actual = await self._read_settled(backend)
+        except DisplayError as err:
+            self._fail(decision, f"{backend.name}: switched the screen {word}, but cannot read it back: {err}")
+            return
         self.verified_at = self.clock()
-        if actual is not None and actual != decision.power:
-            self.applied = actual
+        if actual is None:
+            wait = f"{self.config.readback_wait_s:g} s"
+            self._fail(decision, f"{backend.name}: asked to switch the screen {word}, but after {wait} it is not")
+            return
+        self.read_back = actual
+        if actual != decision.power:
             shown = "on" if actual else "off"
             self._fail(decision, f"{backend.name}: asked to switch the screen {word}, but it reads back {shown}")
             return
-        self.applied = decision.power
         if self.failed_at is not None:
             log.info("display: switching works again (%s)", backend.name)
         self.failed_at = self.failed_for = None
         log.info("display %s (%s)", word, decision.reason)
         self._publish(decision)
+
+    async def _read_quietly(self, backend: Backend) -> None:
+        """After a failed switch: read the real state if the backend can tell; a failing read changes nothing."""
+        try:
+            actual = await self.run_blocking(backend.read_power)
+        except DisplayError:
+            return
+        if actual is not None:
+            self.read_back = actual
 
     async def _read_settled(self, backend: Backend) -> bool | None:
         """Read back; a TV "in transition" is asked again until readback_wait_s has passed."""
@@ -289,23 +309,44 @@ class DisplayController:
                 "on" if decision.power else "off",
                 decision.reason,
             )
-            self.applied = actual
+            self.read_back = actual
             await self._switch(backend, decision)
         elif decision != self.published:
             self._publish(decision)
 
     def _publish(self, decision: Decision) -> None:
+        """The screen does as decided (read back): the decision's reason with the power read back."""
         self.published = decision
-        power = "on" if decision.power else "off"
+        power = "on" if self.read_back else "off"
         self.hub.publish(TOPIC, {"power": power, "reason": decision.reason, "mode": self.mode})
 
     def _fail(self, decision: Decision, message: str) -> None:
+        """An error on the topic; its data is the state last read back (never the one asked for), if any."""
         if self.failed_at is None:
             log.error("%s", message)  # once per failure, not once per retry
         self.failed_at = self.clock()
         self.failed_for = decision
         self.published = None
-        self.hub.publish_error(TOPIC, message)
+        data = None
+        if self.read_back is not None:
+            word = "on" if decision.power else "off"
+            reason = f"switching {word} failed ({decision.reason})"
+            data = {"power": "on" if self.read_back else "off", "reason": reason, "mode": self.mode}
+        self.hub.publish_error(TOPIC, message, data=data)
+
+    def health(self) -> dict[str, Any]:
+        """The /healthz "display" section (also Home Assistant's Problem sensor): degraded while the topic is."""
+        state = self.hub.get(TOPIC)
+        data = (state.data if state else None) or {}
+        report: dict[str, Any] = {
+            "status": "ok",
+            "backend": self.backend.name if self.backend is not None else "none",
+            "power": data.get("power"),
+            "mode": self.mode,
+        }
+        if state is not None and state.status == "error":
+            report.update(status="degraded", error=state.error)
+        return report
 
 
 # ------------------------------------------------------------------------------------------ HTTP

@@ -15,7 +15,7 @@ from server.core.hub import Hub
 from server.display.controller import DisplayController
 from server.mqtt.homeassistant import HomeAssistantBridge
 from server.mqtt.link import MqttLink
-from server.mqtt.retained import RetainedRecord
+from server.mqtt.retained import RetainedRecord, remove_gone
 from server.mqtt.sensors import MqttSensorFeed
 from server.mqtt.share import LeaderFollower, TopicSharer
 from server.readings.path import ReadingPath
@@ -114,15 +114,8 @@ class MqttFeature:
             wanted |= self.bridge.publish_all()
         if self.sharer is not None:
             wanted |= self.sharer.publish_all()
-        gone = sorted(self.record.topics - wanted)
-        infos = [self.link.publish(topic, b"", qos=1, retain=True) for topic in gone]
         await self.record.save()
-        if gone and await self.link.wait_published(infos):
-            # Only once the broker has them: a removal lost to a disconnect is tried again after the next connect.
-            self.record.topics -= set(gone)
-            self.record.changed()
-            await self.record.save()
-            log.info("mqtt: removed %d retained topics no longer published (e.g. %s)", len(gone), gone[0])
+        await remove_gone(self.link, self.record, wanted, self.config.home_assistant.discovery_prefix)
 
     def health(self) -> dict[str, Any]:
         report = self.link.health()

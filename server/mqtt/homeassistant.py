@@ -69,6 +69,13 @@ def sensor_state_topic(config: MqttConfig, sensor_id: str) -> str:
     return f"{config.base}/sensor/{sensor_id}/state"
 
 
+def value_template(key: str) -> str:
+    """Reads one key of the JSON state. An empty or non-JSON payload (the state topic being cleared while Home
+    Assistant still listens) renders as "", which Home Assistant ignores for a numeric sensor; a bare
+    {{ value_json.key }} would log "Template variable error: 'value_json' is undefined" instead."""
+    return "{%% if value_json is defined %%}{{ value_json.%s }}{%% endif %%}" % key  # noqa: UP031 - Jinja braces
+
+
 def sensor_discovery(
     config: MqttConfig, version: str, *, sensor_id: str, sensor_name: str, quantity: str, max_age_s: float | None
 ) -> tuple[str, dict[str, Any]]:
@@ -78,7 +85,7 @@ def sensor_discovery(
     payload.update(
         {
             "state_topic": f"~/sensor/{sensor_id}/state",
-            "value_template": "{{ value_json.%s }}" % quantity,  # noqa: UP031 - Jinja braces make format() unreadable
+            "value_template": value_template(quantity),
             "device_class": device_class,
             "unit_of_measurement": unit,
             "state_class": "measurement",
@@ -226,6 +233,7 @@ class HomeAssistantBridge:
         if topic == "display":
             if self._controller() is not None:
                 self._display_state(state)
+                self.check_health()  # a screen that stopped obeying shows on the Problem sensor now, not in 5 s
             return
         if not topic.startswith("sensor/"):
             return
@@ -252,8 +260,10 @@ class HomeAssistantBridge:
         self._retain(sensor_state_topic(self.config, sensor_id), sensor_state_payload(state.data))
 
     def _display_state(self, state: TopicState) -> None:
+        # The power the screen was read back as, also when switching failed: after a refused OFF the switch
+        # flips back to ON, as the screen did; the failure itself is on the Problem sensor.
         power = (state.data or {}).get("power")
-        if state.status == "ok" and power in ("on", "off"):
+        if power in ("on", "off"):
             self._retain(f"{self.base}/display/state", PAYLOAD_ON if power == "on" else PAYLOAD_OFF)
 
     def check_health(self) -> None:

@@ -4,15 +4,23 @@ A retained message outlives its publisher: a Home Assistant entity for a sensor 
 config.yaml would stay in Home Assistant for ever. After each connect the topics published now are compared
 with this record; each one no longer published gets an empty retained message (which deletes it, and makes
 Home Assistant remove the entity), and leaves the record only once the broker acknowledged that.
+
+Order matters to Home Assistant. It stops listening to an entity's state topic only once it has processed the
+empty discovery config and removed the entity; an empty message on the state topic before then is rendered by
+the entity's value_template, and Home Assistant logs "Template variable error: 'value_json' is undefined" for
+each. So the discovery configs are removed first, and the other topics (the state topics) only
+HA_UNSUBSCRIBE_GRACE_S after the broker took those removals. (The value templates also tolerate an empty
+payload, see homeassistant.py, so a Home Assistant slower than that logs nothing either.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from server.core.atomic import atomic_write_bytes
 from server.core.jsonutil import dumpb
@@ -21,6 +29,40 @@ log = logging.getLogger(__name__)
 
 FILE_NAME = "mqtt_retained.json"
 FORMAT = 1
+HA_UNSUBSCRIBE_GRACE_S = 10.0  # Home Assistant removes an entity in well under a second; this is ample
+
+
+class Publisher(Protocol):
+    def publish(self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False) -> Any: ...
+
+    async def wait_published(self, infos: list[Any], timeout_s: float = 10.0) -> bool: ...
+
+
+async def remove_gone(link: Publisher, record: RetainedRecord, wanted: set[str], discovery_prefix: str) -> None:
+    """After a connect: empty every recorded topic that is not wanted now, discovery configs first."""
+    gone = record.topics - wanted
+    configs = sorted(t for t in gone if t.startswith(discovery_prefix + "/"))
+    others = sorted(gone - set(configs))
+    if configs:
+        if not await _clear(link, record, configs):
+            return
+        if others:
+            await asyncio.sleep(HA_UNSUBSCRIBE_GRACE_S)  # Home Assistant unsubscribes from the removed entities
+    if others:
+        await _clear(link, record, others)
+
+
+async def _clear(link: Publisher, record: RetainedRecord, topics: list[str]) -> bool:
+    infos = [link.publish(topic, b"", qos=1, retain=True) for topic in topics]
+    await record.save()
+    if not await link.wait_published(infos):
+        return False  # lost to a disconnect: tried again after the next connect, as they are still recorded
+    # Only once the broker has them does a topic leave the record.
+    record.topics -= set(topics)
+    record.changed()
+    await record.save()
+    log.info("mqtt: removed %d retained topics no longer published (e.g. %s)", len(topics), topics[0])
+    return True
 
 
 class RetainedRecord:

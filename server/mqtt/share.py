@@ -1,7 +1,7 @@
 """Several displays, one set of pollers: a leader shares its topics over MQTT, followers show them.
 
-Leader: every change of a shared topic (weather, departures, strava, sensor/* by default) is published retained
-under <base>/topics/<topic> as the TOPIC_STATE of /api/state plus the topic's max_age_s.
+Leader: every change of a shared topic (weather, departures, strava, calendar, sensor/* by default) is published
+retained under <base>/topics/<topic> as the TOPIC_STATE of /api/state plus the topic's max_age_s.
 Follower: takes <leader>/topics/# into its own hub with the leader's updated_at, so the same freshness and stale
 rules hold; when the leader's status turns "offline" (its last will), its topics become unavailable and stale
 with "leader offline", until the leader publishes again.

@@ -26,9 +26,10 @@ from server.readings.path import ReadingPath
 from server.readings.reading import QUANTITIES, Reading, ReadingError, iso_time, make_reading
 
 MAX_BODY_BYTES = 4096
-# An authorized but too large body is drained up to this size before the 413, so the client reads the answer
-# instead of a connection reset; anything larger is cut off by closing the connection.
-DRAIN_LIMIT_BYTES = 1 << 20
+# A body whose answer is known before it is read (404, 401, 413) is drained up to this size before the JSON
+# answer, so the client reads it instead of a connection reset; anything larger is answered at once and the
+# connection closed.
+DRAIN_LIMIT_BYTES = 4 << 20
 MAX_INT_DIGITS = 20
 FIELDS = (*QUANTITIES, "measured_at")
 TOO_LARGE = {"error": f"body: larger than {MAX_BODY_BYTES} bytes"}
@@ -171,27 +172,39 @@ class IngestHandler(BaseHandler):
         sensor = self.sensors.get(self.path_args[0])
         if sensor is None:
             self._early = (404, {"error": f"unknown sensor {_quote(self.path_args[0], 64)}"})
-            return
-        if not self._authorized(sensor):
+        elif not self._authorized(sensor):
             self.set_header("WWW-Authenticate", 'Bearer realm="homeboard"')
             self._early = (401, {"error": "unauthorized"})
-            return
-        self._sensor = sensor
+        else:
+            self._sensor = sensor
         length = self.request.headers.get("Content-Length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            if length.isdigit() and int(length) <= DRAIN_LIMIT_BYTES:
-                self._too_large()
-            else:
-                self.write_json(TOO_LARGE, 413)  # not worth reading: answer and close the connection
+        if self._early is None and length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            self._early = (413, TOO_LARGE)
+        if self._early is not None:
+            self._answer_after_drain(length)
+
+    def _answer_after_drain(self, length: str | None) -> None:
+        """The answer is decided before the body is read: read the body and drop it, then answer (in post()).
+
+        Whatever the answer (404, 401 or 413), the client gets it as JSON: tornado's own limit would otherwise
+        cut in first with a bare 400 and no body. Answering while the client still sends is often lost in the
+        connection reset that follows, so a body up to DRAIN_LIMIT_BYTES is drained first; a larger one is
+        answered at once and the connection closed.
+        """
+        connection = self.request.connection
+        if length is not None and (not length.isdigit() or int(length) > DRAIN_LIMIT_BYTES):
+            status, body = self._early or (413, TOO_LARGE)
+            self.write_json(body, status)  # not worth reading: answer and close the connection
+            return
+        if connection is not None and hasattr(connection, "set_max_body_size"):
+            # A declared length: exactly that much is read. Chunked: data_received stops at DRAIN_LIMIT_BYTES.
+            connection.set_max_body_size(int(length) if length is not None else 1 << 62)
+        self._chunks.clear()
 
     def _too_large(self) -> None:
-        # Answer only after the body is drained: a response sent while the client is still sending is
-        # often lost in the connection reset that follows the close.
-        connection = self.request.connection
-        if connection is not None and hasattr(connection, "set_max_body_size"):
-            connection.set_max_body_size(DRAIN_LIMIT_BYTES)
-        self._chunks.clear()
+        """A chunked body grew past MAX_BODY_BYTES while being read."""
         self._early = (413, TOO_LARGE)
+        self._answer_after_drain(None)
 
     def _authorized(self, sensor: RemoteSensorConfig) -> bool:
         scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
@@ -200,9 +213,14 @@ class IngestHandler(BaseHandler):
         return scheme.lower() == "bearer" and hmac.compare_digest(given, sensor.token.encode("utf-8"))
 
     def data_received(self, chunk: bytes) -> None:
-        if self._early is not None or self._finished:
-            return  # the answer is decided: drain and drop
         self._size += len(chunk)
+        if self._finished:
+            return
+        if self._early is not None:  # the answer is decided: drain and drop
+            if self._size > DRAIN_LIMIT_BYTES:
+                status, body = self._early
+                self.write_json(body, status)  # a chunked body past the drain limit: answer and close
+            return
         if self._size <= MAX_BODY_BYTES:
             self._chunks.append(chunk)
         else:

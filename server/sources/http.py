@@ -106,15 +106,28 @@ def _strip_secret_params(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(pairs), parts.fragment))
 
 
+_LOGGED_SECRETS: set[str] = set()  # every HttpClient's secrets, for urllib3's own log lines (not ours to format)
+
+
+def _scrub_logged(text: str) -> str:
+    for secret in sorted(_LOGGED_SECRETS, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
 class _RedactingFilter(logging.Filter):
-    """urllib3 logs full request URLs at DEBUG ("GET /v1/forecast.json?key=..."); scrub them before any handler."""
+    """urllib3 logs full request URLs at DEBUG ("GET /v1/forecast.json?key=..."); scrub them before any handler.
+
+    Also every value a client registered with add_secret(): a calendar's private link is a token in the path.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except Exception:  # a malformed record is not ours to break; let logging report it
             return True
-        cleaned = redact_text(message)
+        cleaned = _scrub_logged(redact_text(message))
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
@@ -346,7 +359,9 @@ class HttpClient:
         """Scrub this value (and its URL-encoded forms) from every message and log line this client writes."""
         if not value or len(value) < 4:  # a 1-3 character "secret" would shred ordinary words
             return
-        self._secrets.update({value, quote(value, safe=""), quote_plus(value)})
+        forms = {value, quote(value, safe=""), quote_plus(value), quote(value, safe="/:@")}
+        self._secrets.update(forms)
+        _LOGGED_SECRETS.update(forms)
 
     def scrub(self, text: str) -> str:
         text = redact_text(text)

@@ -1,6 +1,6 @@
 """Strava: rotating OAuth tokens kept safe on disk, recent activities and this week's totals → topic `strava`.
 
-`python -m server.sources.strava setup` walks a person through getting the first refresh token.
+`python -m server.sources.strava setup` (server/sources/strava_setup.py) gets the first refresh token.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import os
-import re
 import stat
 import sys
 import threading
@@ -20,7 +19,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
 
 from server.config import StravaConfig
 from server.core.atomic import atomic_write_bytes, sweep_temp_files
@@ -34,6 +32,8 @@ DEMO_TOKEN_FILE_NAME = "strava_token.demo.json"  # noqa: S105 - demo tokens neve
 TOKEN_FILE_VERSION = 1
 REFRESH_MARGIN_S = 300.0  # refresh this long before the access token expires (clock skew, slow requests)
 REAUTH_MESSAGE = "Strava needs re-authorizing: run python -m server.sources.strava setup"
+NOT_SET_UP_MESSAGE = "Strava is not set up yet: run python -m server.sources.strava setup"
+NOT_SET_UP_RETRY_S = 60.0  # only a local file is looked at: find the token soon after setup writes it
 SCOPE = "activity:read_all"
 DEFAULT_BASE_URL = "https://www.strava.com/api/v3"
 DEFAULT_TOKEN_URL = "https://www.strava.com/oauth/token"  # noqa: S105 - an endpoint, not a secret
@@ -134,7 +134,7 @@ class TokenStore:
 
     def save(self, state: TokenState) -> None:
         """Raises OSError when the file cannot be written durably."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the tokens' folder is private
         atomic_write_bytes(self.path, state.to_json(), mode=0o600)
 
 
@@ -178,7 +178,7 @@ class StravaAuth:
         *,
         client_id: str,
         client_secret: str,
-        config_refresh_token: str,
+        config_refresh_token: str | None,
         token_url: str,
         store: TokenStore,
         client: HttpClient,
@@ -194,12 +194,18 @@ class StravaAuth:
         self._dirty = False  # in-memory state newer than the file (a save failed)
         self.client.add_secret(client_secret)
         self.client.add_secret(config_refresh_token)
-        self.state = self._initial_state(config_refresh_token)
+        self.state: TokenState | None = self._initial_state(config_refresh_token)
         self.on_response: Callable[[HttpResponse], None] | None = None
 
-    def _initial_state(self, config_token: str) -> TokenState:
-        config_sha = _sha256(config_token)
+    def _initial_state(self, config_token: str | None) -> TokenState | None:
         stored = self.store.load()
+        if config_token is None:
+            # No token in the config: the file `setup` writes is the only one (None until it has run).
+            if stored is not None:
+                self.client.add_secret(stored.refresh_token)
+                self.client.add_secret(stored.access_token)
+            return stored
+        config_sha = _sha256(config_token)
         if stored is not None:
             self.client.add_secret(stored.refresh_token)
             self.client.add_secret(stored.access_token)
@@ -220,20 +226,24 @@ class StravaAuth:
         with self._lock:
             if self._dirty:
                 self._persist()
+            if self.state is None:
+                self.state = self._initial_state(None)
             state = self.state
+            if state is None:
+                raise AuthError(NOT_SET_UP_MESSAGE, retry_after_s=NOT_SET_UP_RETRY_S)
             if rejected is not None and state.access_token and state.access_token != rejected:
                 return state.access_token  # another caller refreshed while we waited for the lock
             if not force_refresh and state.access_token and state.expires_at - self.clock() > REFRESH_MARGIN_S:
                 return state.access_token
-            return self._refresh()
+            return self._refresh(state)
 
-    def _refresh(self) -> str:
-        """POST grant_type=refresh_token; save the answer; return the new access token."""
+    def _refresh(self, current: TokenState) -> str:
+        """POST grant_type=refresh_token with `current`'s token; save the answer; return the new access token."""
         form = {
             "client_id": self.client_id,
             "client_secret": self.client_secret,
             "grant_type": "refresh_token",
-            "refresh_token": self.state.refresh_token,
+            "refresh_token": current.refresh_token,
         }
         response = self.client.request("POST", self.token_url, data=form)
         if self.on_response is not None:
@@ -244,14 +254,14 @@ class StravaAuth:
         access, refresh, expires_at = parse_token_response(response.json(), self.clock())
         self.client.add_secret(access)
         self.client.add_secret(refresh)
-        rotated = refresh != self.state.refresh_token
+        rotated = refresh != current.refresh_token
         self.state = TokenState(
             refresh_token=refresh,
             access_token=access,
             expires_at=expires_at,
-            config_sha256=self.state.config_sha256,
+            config_sha256=current.config_sha256,
             updated_at=self.clock(),
-            scope=self.state.scope,
+            scope=current.scope,
         )
         self._dirty = True
         self._persist()
@@ -260,6 +270,9 @@ class StravaAuth:
         return access
 
     def _persist(self) -> None:
+        if self.state is None:  # nothing to save before setup has run
+            self._dirty = False
+            return
         try:
             self.store.save(self.state)
         except OSError as err:
@@ -574,191 +587,13 @@ def _missing_scope(response: HttpResponse) -> bool:
     )
 
 
-# ---------------------------------------------------------------- setup command
-
-_SECRET_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def _config_strava(config_path: str | None) -> tuple[dict[str, Any], dict[str, str], str | None]:
-    """(sources.strava mapping, secrets-file values, data_dir) read leniently from config.yaml, if there is one.
-
-    Not load_config(): the config may still lack the very refresh token this command is about to produce.
-    """
-    import yaml
-
-    from server.config import ConfigError, read_secrets_file
-
-    path = Path(config_path or "config.yaml")
-    if not path.exists():
-        if config_path:
-            raise SystemExit(f"error: {path} does not exist")
-        return {}, {}, None
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise SystemExit(f"error: cannot read {path}: {err}") from None
-    if not isinstance(doc, dict):
-        return {}, {}, None
-    secrets: dict[str, str] = {}
-    if isinstance(doc.get("secrets_file"), str):
-        try:
-            secrets = read_secrets_file(doc["secrets_file"])
-        except ConfigError as err:
-            print(f"warning: {err}", file=sys.stderr)
-    sources = doc.get("sources") if isinstance(doc.get("sources"), dict) else {}
-    strava = sources.get("strava") if isinstance(sources.get("strava"), dict) else {}
-    data_dir = doc.get("data_dir") if isinstance(doc.get("data_dir"), str) else None
-    return strava, secrets, data_dir
-
-
-def _resolve(value: Any, secrets: Mapping[str, str]) -> str | None:
-    """A config value with ${NAME} filled from the environment or the secrets file; None if any is unset."""
-    if value is None:
-        return None
-    text = str(value)
-    missing = False
-
-    def repl(m: re.Match[str]) -> str:
-        nonlocal missing
-        name = m.group(1)
-        if name in os.environ:
-            return os.environ[name]
-        if name in secrets:
-            return secrets[name]
-        missing = True
-        return ""
-
-    resolved = _SECRET_REF.sub(repl, text)
-    return None if missing or not resolved else resolved
-
-
-def authorize_url(base: str, client_id: str, redirect_uri: str) -> str:
-    query = {
-        "client_id": client_id,
-        "response_type": "code",
-        "redirect_uri": redirect_uri,
-        "approval_prompt": "force",
-        "scope": SCOPE,
-    }
-    return f"{base}?{urlencode(query, safe=':/,')}"
-
-
-def code_from_paste(text: str) -> str:
-    """The authorization code from a pasted redirect URL or a bare code. Raises ValueError with what to do."""
-    text = text.strip()
-    if not text:
-        raise ValueError("nothing was pasted")
-    if "code=" not in text and "error=" not in text:
-        if re.fullmatch(r"[A-Za-z0-9]+", text):
-            return text
-        raise ValueError("that is neither a code nor the address Strava sent you to")
-    query = parse_qs(urlsplit(text).query if "?" in text else text)
-    if "error" in query:
-        raise ValueError(f"Strava says: {query['error'][0]} (was access allowed?)")
-    scope = query.get("scope", [""])[0]
-    if scope and SCOPE not in scope.split(","):
-        raise ValueError(f'the permission "{SCOPE}" was not granted; run setup again and leave its box ticked')
-    codes = query.get("code")
-    if not codes or not codes[0]:
-        raise ValueError("the address has no code in it")
-    return codes[0]
-
-
-def setup(argv: Sequence[str]) -> int:
-    import argparse  # the setup command only: the poller does not carry it
-    import getpass
-
-    parser = argparse.ArgumentParser(
-        prog="python -m server.sources.strava setup",
-        description="Get the first Strava refresh token: authorize Homeboard in a browser, paste back the address.",
-    )
-    parser.add_argument("--config", help="config.yaml to read client_id, token_url and data_dir from")
-    parser.add_argument("--client-id", help="Strava API application's client id (default: from the config)")
-    parser.add_argument("--token-url", help=f"token endpoint (default: from the config, else {DEFAULT_TOKEN_URL})")
-    parser.add_argument("--authorize-url", default=DEFAULT_AUTHORIZE_URL, help="default: %(default)s")
-    parser.add_argument("--redirect-uri", default=DEFAULT_REDIRECT_URI, help="default: %(default)s")
-    parser.add_argument("--data-dir", help="where strava_token.json is written (default: the config's data_dir)")
-    args = parser.parse_args(argv)
-
-    strava, secrets, config_data_dir = _config_strava(args.config)
-    client_id = args.client_id or _resolve(strava.get("client_id"), secrets) or os.environ.get("STRAVA_CLIENT_ID")
-    if not client_id:
-        print("error: no client id: pass --client-id or set sources.strava.client_id", file=sys.stderr)
-        return 2
-    client_secret = _resolve(strava.get("client_secret"), secrets) or os.environ.get("STRAVA_CLIENT_SECRET")
-    if not client_secret:
-        if not sys.stdin.isatty():
-            print("error: no client secret: set STRAVA_CLIENT_SECRET or sources.strava.client_secret", file=sys.stderr)
-            return 2
-        client_secret = getpass.getpass("Client secret (from https://www.strava.com/settings/api): ").strip()
-    token_url = args.token_url or _resolve(strava.get("token_url"), secrets) or DEFAULT_TOKEN_URL
-    data_dir = Path(args.data_dir or config_data_dir or "./var")
-
-    print("1. Open this address in a browser, log in to Strava and press Authorize:\n")
-    print(f"   {authorize_url(args.authorize_url, client_id, args.redirect_uri)}\n")
-    print("2. The browser then goes to an address that does not load (localhost). That is expected.")
-    print("   Copy that whole address from the address bar and paste it here.\n")
-    try:
-        pasted = input("Address (or code): ")
-    except EOFError:
-        print("error: nothing was pasted", file=sys.stderr)
-        return 1
-    try:
-        code = code_from_paste(pasted)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-
-    client = HttpClient("strava-setup", secrets=[client_secret, code])
-    form = {"client_id": client_id, "client_secret": client_secret, "code": code, "grant_type": "authorization_code"}
-    try:
-        response = client.request("POST", token_url, data=form)
-        if response.status in (400, 401):
-            body = response.error_body()
-            detail = upstream_text(body.get("message", "")) if isinstance(body, dict) else ""
-            print(
-                f"error: Strava refused the code ({detail or response.status}): codes work once and expire "
-                "quickly; run setup again",
-                file=sys.stderr,
-            )
-            return 1
-        client.check_status(response)
-        payload = response.json()
-        access, refresh, expires_at = parse_token_response(payload, time.time())
-    except SourceError as err:
-        print(f"error: {client.scrub(err.message)}", file=sys.stderr)
-        return 1
-    finally:
-        client.close()
-
-    store = TokenStore(data_dir / TOKEN_FILE_NAME)
-    state = TokenState(
-        refresh_token=refresh,
-        access_token=access,
-        expires_at=expires_at,
-        config_sha256=None,  # adopted by the server at its next start, whatever the config holds
-        updated_at=time.time(),
-        scope=SCOPE,
-    )
-    try:
-        store.save(state)
-    except OSError as err:
-        print(f"error: cannot write {store.path}: {err.strerror}", file=sys.stderr)
-        return 1
-    athlete = payload.get("athlete") if isinstance(payload, dict) else None
-    who = ""
-    if isinstance(athlete, dict):
-        who = " for " + " ".join(str(athlete.get(k, "")) for k in ("firstname", "lastname")).strip()
-    print(f"\nDone{who}. The tokens are in {store.path} (mode 0600); Homeboard keeps them up to date from now on.")
-    print("sources.strava.refresh_token in config.yaml must still be set to something; this file takes precedence.")
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] != "setup":
         print("usage: python -m server.sources.strava setup [--help]", file=sys.stderr)
         return 2
+    from server.sources.strava_setup import setup  # the command only: the poller does not carry it
+
     return setup(argv[1:])
 
 

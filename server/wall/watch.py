@@ -201,10 +201,17 @@ class WallWatch:
     async def _restart_browser(self, wait_s: float) -> None:
         self.level = max(self.level, 2)
         self.restarts += 1
-        ok, detail = await self._run(self.config.restart_command)
-        self._record("restart_browser", f"attempt {self.restarts}: {detail}", failed=not ok)
-        self.next_step_mono = self.monotonic() + wait_s
+        attempt = self.restarts
+        # Recorded before the command, as the reboot is: a command that blocks until the browser is back
+        # (`supervisorctl restart`) lets the page's first heartbeat in while it runs, and that heartbeat must
+        # find this step already in the history ("recovered (last step: restart_browser)"), not precede it.
+        self._record("restart_browser", f"attempt {attempt}: {' '.join(self.config.restart_command)}")
         await self._save()
+        ok, detail = await self._run(self.config.restart_command)
+        if not ok:
+            self._record("restart_browser", f"attempt {attempt} failed: {detail}", failed=True)
+            await self._save()
+        self.next_step_mono = self.monotonic() + wait_s
 
     def reboot_allowed(self) -> tuple[bool, str]:
         """The guard against crash and reboot loops: (allowed, why not)."""

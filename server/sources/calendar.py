@@ -1,0 +1,319 @@
+"""iCalendar feeds (Google, iCloud, Outlook, Nextcloud private links) → topic `calendar`, one feed failing alone.
+
+Fetching happens here, with the shared HTTP policy and conditional GET (ETag / Last-Modified), so an unchanged
+feed costs one 304. Parsing and recurrence expansion run in a short-lived child process
+(server/sources/calendar_ics.py) so that neither the parser libraries nor a multi-MB feed's objects ever live in
+the server: the server keeps only each feed's occurrences in a window a week longer than the one shown.
+
+A feed URL is a capability (whoever has it reads the calendar): it is registered as a secret with the HTTP
+client (scrubbed from every message and log line), and messages name the calendar, never the address.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from server.config import CalendarConfig, CalendarFeedConfig
+from server.core.atomic import atomic_write_bytes
+from server.sources.base import SourceError, TransientError, stale_after_s
+from server.sources.calendar_ics import FeedError, check_feed
+from server.sources.http import HttpClient, HttpResponse, parse_retry_after
+
+log = logging.getLogger(__name__)
+
+SOURCE = "calendar"
+EXTRA_DAYS = 7  # expanded beyond the shown window, so a week of day changes needs no re-parse (304s suffice)
+PARSE_TIMEOUT_S = 60.0  # the child process; a 5 MB feed takes well under 2 s on a Pi-class machine
+ACCEPT = "text/calendar, text/plain;q=0.5, */*;q=0.1"
+CACHE_FILE_NAME = "calendar_cache.json"  # each feed's last good occurrences, for a restart while a feed fails
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where `python -m server.…` finds the package
+
+
+def fetch_url(url: str) -> str:
+    """`webcal://` (and `webcals://`) only means "subscribe": the same resource is served over https."""
+    scheme, sep, rest = url.partition("://")
+    return f"https://{rest}" if sep and scheme.lower() in ("webcal", "webcals") else url
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of a feed URL that carry its token: the whole URL, and its path and query when they are long
+    enough to hold one (Nextcloud's "?export" is not a secret, and scrubbing the word everywhere would hurt)."""
+    parts = urlsplit(fetch_url(url))
+    return [url, fetch_url(url), *(part for part in (parts.path, parts.query) if len(part) >= 12)]
+
+
+@dataclass
+class FeedState:
+    """What the server keeps per feed: its last good occurrences and the validators that got them."""
+
+    events: list[dict[str, Any]] | None = None  # None: never read
+    first: dt.date | None = None  # the local days the events were expanded for
+    last: dt.date | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    error: str | None = None
+    read_at: float | None = None
+    not_before_s: float = 0.0  # the feed's server asked us to wait (Retry-After on 429 / 503)
+
+
+def status_message(response: HttpResponse) -> str | None:
+    """A non-2xx answer in words a person can act on; None for 2xx."""
+    code = response.status
+    if 200 <= code < 300:
+        return None
+    if code in (404, 410):
+        return f"the link answers {code}: was the calendar's private address reset? Put the new one in its secret"
+    if code in (401, 403):
+        return (
+            f"the link answers {code}: the calendar is no longer shared, or its private address was reset "
+            "(put the new one in its secret)"
+        )
+    if code == 429:
+        return "the calendar server answers 429 (too many requests); will retry later"
+    if code >= 500:
+        return f"the calendar server answers {code} (a problem on its side); will retry"
+    return f"the link answers HTTP {code}: check the calendar's address"
+
+
+def _child_env() -> dict[str, str]:
+    """The reader needs no secret: not the server's environment (API keys, tokens), only what Python uses."""
+    keep = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "PYTHONTZPATH", "HOME", "SYSTEMROOT")
+    return {key: os.environ[key] for key in keep if key in os.environ}
+
+
+def expand_in_child(body: bytes, zone: str, first: dt.date, last: dt.date, timeout_s: float) -> dict[str, Any]:
+    """Run calendar_ics in a child process. Raises FeedError with a message a person can act on."""
+    command = [sys.executable, "-m", "server.sources.calendar_ics", "--zone", zone]
+    command += ["--from", first.isoformat(), "--until", last.isoformat()]
+    try:
+        done = subprocess.run(
+            command,
+            input=body,
+            capture_output=True,
+            timeout=timeout_s,
+            check=False,
+            cwd=_PROJECT_ROOT,
+            env=_child_env(),
+        )
+    except subprocess.TimeoutExpired:
+        raise FeedError(f"reading the calendar file took longer than {timeout_s:g} s; will retry") from None
+    except OSError as err:
+        raise FeedError(f"could not start the calendar reader ({err.strerror})") from None
+    try:
+        result = json.loads(done.stdout)
+    except ValueError:
+        result = None
+    if done.returncode == 3 and isinstance(result, dict) and isinstance(result.get("error"), str):
+        raise FeedError(result["error"])
+    if done.returncode != 0 or not isinstance(result, dict) or not isinstance(result.get("events"), list):
+        last_line = (done.stderr.decode("utf-8", "replace").strip().splitlines() or ["no message"])[-1]
+        log.warning("calendar reader failed (exit %s): %s", done.returncode, last_line[:300])
+        raise FeedError(f"the calendar reader failed (exit {done.returncode}); will retry")
+    return result
+
+
+class CalendarSource:
+    """Polls every configured feed (Source protocol); publishes the merged, windowed, sorted occurrences."""
+
+    name = SOURCE
+    topics = (SOURCE,)
+    failures_before_error = 1
+
+    def __init__(
+        self,
+        config: CalendarConfig,
+        timezone: str,
+        *,
+        base_url: str | None = None,
+        client: HttpClient | None = None,
+        clock: Callable[[], float] = time.time,
+        parse_timeout_s: float = PARSE_TIMEOUT_S,
+        data_dir: str | None = None,
+    ) -> None:
+        self.config = config
+        self.zone = config.timezone or timezone
+        self.tz = ZoneInfo(self.zone)
+        self.interval_s = config.interval_s
+        self.max_age_s = stale_after_s(config.max_age_s, config.interval_s)
+        self.client = client or HttpClient(
+            SOURCE, read_timeout_s=30.0, deadline_s=config.timeout_s, max_body_bytes=config.max_bytes
+        )
+        # Demo mode: the stand-in serves feed i at {base_url}/{i}.ics instead of the configured address.
+        self.urls = [
+            f"{base_url.rstrip('/')}/{i}.ics" if base_url else fetch_url(feed.url)
+            for i, feed in enumerate(config.calendars)
+        ]
+        for feed in config.calendars:
+            for secret in url_secrets(feed.url):
+                self.client.add_secret(secret)
+        self.parse_timeout_s = parse_timeout_s
+        self.timeout_s = len(config.calendars) * (config.timeout_s + parse_timeout_s) + 5.0
+        self.clock = clock
+        self.states = [FeedState() for _ in config.calendars]
+        # A demo run in a real data_dir must not replace the real calendars' saved events.
+        cache_name = f"demo_{CACHE_FILE_NAME}" if base_url else CACHE_FILE_NAME
+        self.cache_path = Path(data_dir) / cache_name if data_dir else None
+        self._load_cache()
+
+    # -- the Source protocol
+
+    def fetch(self) -> dict[str, dict]:
+        now_s = self.clock()
+        today = dt.datetime.fromtimestamp(now_s, self.tz).date()
+        last_shown = today + dt.timedelta(days=self.config.days - 1)
+        for feed, url, state in zip(self.config.calendars, self.urls, self.states, strict=True):
+            if now_s < state.not_before_s:
+                continue  # keeps its events and its error until the wait it was asked for is over
+            try:
+                self._refresh(feed, url, state, today, last_shown)
+            except SourceError as err:
+                message = self._calendar_message(err.message)
+                if state.error != message:
+                    log.warning("calendar %s: %s", feed.name, message)
+                state.error = message
+        if all(state.events is None for state in self.states):
+            reasons = "; ".join(f"{f.name}: {s.error}" for f, s in zip(self.config.calendars, self.states, strict=True))
+            raise TransientError(f"no calendar could be read ({reasons})")
+        return {SOURCE: self.topic_data(now_s)}
+
+    def topic_data(self, now_s: float) -> dict[str, Any]:
+        """The topic: occurrences not yet ended that start before local midnight `days` days after today."""
+        today = dt.datetime.fromtimestamp(now_s, self.tz).date()
+        window_end_s = self._midnight_s(today + dt.timedelta(days=self.config.days))
+        keyed: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        for index, (feed, state) in enumerate(zip(self.config.calendars, self.states, strict=True)):
+            for item in state.events or ():
+                start_s, end_s = self._span_s(item)
+                if end_s <= now_s or start_s >= window_end_s:
+                    continue
+                event = {**item, "calendar": feed.name}
+                keyed.append(((start_s, not item["all_day"], end_s, item["title"], index), event))
+        keyed.sort(key=lambda pair: pair[0])
+        calendars = [
+            {"name": feed.name, "status": "error" if state.error else "ok", "error": state.error}
+            for feed, state in zip(self.config.calendars, self.states, strict=True)
+        ]
+        return {"events": [event for _, event in keyed], "calendars": calendars}
+
+    def health(self) -> dict[str, Any]:
+        """/healthz section: degraded while a feed fails (its link may need replacing); never an address."""
+        failing = [f"{f.name}: {s.error}" for f, s in zip(self.config.calendars, self.states, strict=True) if s.error]
+        return {"status": "degraded" if failing else "ok", "error": "; ".join(failing) or None}
+
+    # -- one feed
+
+    def _refresh(self, feed: CalendarFeedConfig, url: str, state: FeedState, today: dt.date, last: dt.date) -> None:
+        covered = state.first is not None and state.first <= today and state.last is not None and state.last >= last
+        headers = {"Accept": ACCEPT}
+        if covered:
+            # Only when the kept occurrences cover the days to show: a 304 then means "nothing to do".
+            if state.etag:
+                headers["If-None-Match"] = state.etag
+            if state.last_modified:
+                headers["If-Modified-Since"] = state.last_modified
+        try:
+            response = self.client.request("GET", url, headers=headers)
+        except TransientError as err:
+            if "bytes" in err.message and ("limit is" in err.message or "more than" in err.message):
+                raise TransientError(f"{err.message} (raise sources.calendar.max_bytes)") from None
+            raise
+        if response.status == 304 and covered:
+            state.error = None
+            state.read_at = self.clock()
+            return
+        problem = status_message(response)
+        if problem is not None:
+            wait_s = parse_retry_after(response.headers.get("Retry-After"), self.clock())
+            if wait_s is not None and response.status in (429, 503):
+                state.not_before_s = self.clock() + wait_s  # this feed only; the others are polled as usual
+            raise TransientError(problem)
+        expand_to = last + dt.timedelta(days=EXTRA_DAYS)
+        try:
+            check_feed(response.body)
+            result = expand_in_child(response.body, self.zone, today, expand_to, self.parse_timeout_s)
+        except FeedError as err:
+            raise TransientError(str(err)) from None
+        events = [e for e in result["events"] if isinstance(e, dict)]
+        if state.error is not None or state.events is None:
+            log.info(
+                "calendar %s: read (%s events in the file, %s unreadable, %d occurrences in the next %d days)",
+                feed.name,
+                result.get("scanned", "?"),
+                result.get("skipped", "?"),
+                len(events),
+                (expand_to - today).days + 1,
+            )
+        state.events, state.first, state.last = events, today, expand_to
+        state.etag = response.headers.get("ETag")
+        state.last_modified = response.headers.get("Last-Modified")
+        state.error = None
+        state.read_at = self.clock()
+        self._save_cache()
+
+    # -- the last good occurrences on disk (window-sized: they do not grow with a feed's history)
+
+    def _load_cache(self) -> None:
+        if self.cache_path is None:
+            return
+        try:
+            saved = json.loads(self.cache_path.read_bytes())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as err:
+            log.warning("calendar: ignoring %s (%s)", self.cache_path.name, type(err).__name__)
+            return
+        feeds = saved.get("feeds") if isinstance(saved, dict) and saved.get("zone") == self.zone else None
+        for feed, state in zip(self.config.calendars, self.states, strict=True):
+            entry = feeds.get(feed.name) if isinstance(feeds, dict) else None
+            try:
+                events = [e for e in entry["events"] if isinstance(e, dict)]
+                first, last = dt.date.fromisoformat(entry["first"]), dt.date.fromisoformat(entry["last"])
+                for e in events:
+                    self._span_s(e)  # every kept event must be readable, or none is used
+            except (TypeError, KeyError, ValueError):
+                continue
+            state.events, state.first, state.last = events, first, last  # no validators: the next GET is whole
+
+    def _save_cache(self) -> None:
+        if self.cache_path is None:
+            return
+        feeds = {
+            feed.name: {"events": s.events, "first": s.first.isoformat(), "last": s.last.isoformat()}
+            for feed, s in zip(self.config.calendars, self.states, strict=True)
+            if s.events is not None and s.first is not None and s.last is not None
+        }
+        try:
+            blob = json.dumps({"zone": self.zone, "feeds": feeds}, ensure_ascii=False).encode("utf-8")
+            atomic_write_bytes(self.cache_path, blob, mode=0o600)  # titles and places are private
+        except OSError as err:
+            log.warning("calendar: cannot write %s (%s)", self.cache_path.name, err.strerror or err)
+
+    # -- helpers
+
+    def _calendar_message(self, message: str) -> str:
+        text = self.client.scrub(message)
+        prefix = f"{SOURCE}: "
+        return text[len(prefix) :] if text.startswith(prefix) else text
+
+    def _midnight_s(self, day: dt.date) -> float:
+        return dt.datetime.combine(day, dt.time(), self.tz).timestamp()
+
+    def _span_s(self, item: dict[str, Any]) -> tuple[float, float]:
+        if item["all_day"]:
+            return (
+                self._midnight_s(dt.date.fromisoformat(item["start"])),
+                self._midnight_s(dt.date.fromisoformat(item["end"])),
+            )
+        return dt.datetime.fromisoformat(item["start"]).timestamp(), dt.datetime.fromisoformat(item["end"]).timestamp()

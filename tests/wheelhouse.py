@@ -1,0 +1,83 @@
+"""What the provisioning tests install from: an offline wheelhouse and a snapshot of the working tree."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import importlib.metadata as md
+import io
+import re
+import shutil
+import tomllib
+import zipfile
+from pathlib import Path
+
+from tests.conftest import REPO
+
+
+def _wheel_tag(dist: md.Distribution) -> str:
+    tags = [
+        line.split(":", 1)[1].strip() for line in (dist.read_text("WHEEL") or "").splitlines() if line[:4] == "Tag:"
+    ]
+    parts = [t.split("-") for t in tags]
+    return "-".join(".".join(dict.fromkeys(p[i] for p in parts)) for i in range(3))
+
+
+def _repack(dist: md.Distribution, dest: Path) -> None:
+    """A wheel from an installed distribution's files (its RECORD), so pip can install it offline."""
+    # The dist-info directory as installed (e.g. pyyaml-6.0.4.dist-info for "PyYAML"): the wheel's name and its
+    # RECORD must use that same spelling, or an older pip sees two .dist-info directories.
+    info_dir = next(str(f).split("/", 1)[0] for f in dist.files or () if ".dist-info/" in str(f))
+    name = info_dir.removesuffix(".dist-info").rsplit("-", 1)[0]
+    skip = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+    buf = io.BytesIO()
+    record: list[tuple[str, str, str]] = []
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in dist.files or ():
+            arc = str(f)
+            if arc.startswith("..") or "__pycache__" in arc or arc.endswith(".pyc"):
+                continue
+            if ".dist-info/" in arc and arc.rsplit("/", 1)[1] in skip:
+                continue
+            data = Path(f.locate()).read_bytes()
+            zf.writestr(arc, data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record.append((arc, f"sha256={digest}", str(len(data))))
+        record_name = f"{info_dir}/RECORD"
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerows([*record, (record_name, "", "")])
+        zf.writestr(record_name, out.getvalue())
+    (dest / f"{name}-{dist.version}-{_wheel_tag(dist)}.whl").write_bytes(buf.getvalue())
+
+
+def build_wheelhouse(dest: Path, pyproject: Path) -> None:
+    """Every dependency in pyproject.toml (and theirs), from this interpreter's site-packages."""
+    dest.mkdir()
+    todo = list(tomllib.loads(pyproject.read_text())["project"]["dependencies"])
+    seen: set[str] = set()
+    while todo:
+        req = todo.pop()
+        if re.search(r"extra\s*==", req):
+            continue
+        name = re.split(r"[\s;<>=!~\[(]", req, maxsplit=1)[0]
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        if key in seen or key == "rpi-gpio":  # provisioning takes the GPIO library from apt
+            continue
+        seen.add(key)
+        try:
+            dist = md.distribution(name)
+        except md.PackageNotFoundError:
+            if ";" in req:  # a marker for another platform or Python
+                continue
+            raise
+        todo.extend(dist.requires or [])
+        _repack(dist, dest)
+
+
+def snapshot_repo(dest: Path) -> Path:
+    """A copy of the working tree to provision from: other edits to the checkout during the test cannot
+    then turn the second run into a first one."""
+    ignore = shutil.ignore_patterns(".git", ".venv", "var", "__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache")
+    shutil.copytree(REPO, dest, ignore=ignore, symlinks=True)
+    return dest
