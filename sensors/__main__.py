@@ -1,4 +1,4 @@
-"""`python -m sensors scan` / `python -m sensors read [ID]`: wiring checks on the Pi, one line per finding."""
+"""`python -m sensors scan | read [ID] | types`: wiring checks on the Pi, one line per finding; the known types."""
 
 from __future__ import annotations
 
@@ -11,17 +11,22 @@ from sensors import SensorError, open_sensor
 from sensors.errors import NoBusError
 
 
+def _fail(message: str) -> SystemExit:
+    """One line on stderr in the server's wording, exit status 2 (as `python -m server` does for its config)."""
+    print(f"homeboard: {message}", file=sys.stderr)
+    return SystemExit(2)
+
+
 def _load_specs(path: str, demo: bool) -> tuple[list[dict[str, Any]], bool]:
-    """Sensor specs from config.yaml (via the server's own loader, so errors read the same)."""
-    from server.config import ConfigError, load_config
+    """Sensor specs from config.yaml's `sensors:` list only (the server's own loader, so errors read the same):
+    an unset secret of a source elsewhere in the file is not this command's business."""
+    from server.config import ConfigError, load_sensors
 
     try:
-        cfg = load_config(path, demo=demo)
+        sensors, demo = load_sensors(path, demo=demo)
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    specs = [s.spec() for s in cfg.sensors]
-    return specs, demo or cfg.demo
+        raise _fail(f"config error: {err}") from None
+    return [s.spec() for s in sensors], demo
 
 
 def _demo_hardware(specs: list[dict[str, Any]], root: str) -> Any:
@@ -52,21 +57,20 @@ def _scan(args: argparse.Namespace, hardware: Any) -> int:
         found = scan.scan_i2c(bus, args.bus)
         bus.close()
         if not found:
-            known = "BME280/BMP280 0x76/0x77, SHT3x 0x44/0x45, MCP9808 0x18-0x1f"
-            print(f"I2C i2c-{args.bus}: no known sensor answers ({known})")
+            print(f"I2C i2c-{args.bus}: no known sensor answers ({scan.known_i2c()})")
         for f in found:
             print(f"{f.where}: {f.what}")
         found_any |= bool(found)
     w1 = scan.scan_w1(hardware.w1.root) if hardware else scan.scan_w1()
     if w1 is None:
-        print("1-Wire: no w1 bus (/sys/bus/w1/devices missing): add dtoverlay=w1-gpio to /boot/firmware/config.txt")
+        print(f"1-Wire: no w1 bus (/sys/bus/w1/devices missing); {scan.enable_hint('w1')}")
     elif not w1:
         print("1-Wire: no temperature sensor found: check the wiring and the 4.7 kΩ pull-up")
     for f in w1 or []:
         print(f"{f.where}: {f.what}")
     iio = scan.scan_iio(hardware.iio.root, hardware.iio.reader) if hardware else scan.scan_iio()
     if iio is None:
-        print("IIO: no IIO devices (/sys/bus/iio/devices missing); a DHT22 needs dtoverlay=dht11,gpiopin=N")
+        print(f"IIO: no IIO devices (/sys/bus/iio/devices missing); {scan.enable_hint('iio')}")
     elif not iio:
         print("IIO: no IIO devices")
     for f in iio or []:
@@ -93,8 +97,7 @@ def cmd_read(args: argparse.Namespace) -> int:
     if args.id is not None:
         specs = [s for s in specs if s.get("id") == args.id]
         if not specs:
-            print(f"error: no sensor with id {args.id!r} under sensors: in {args.config}", file=sys.stderr)
-            return 2
+            raise _fail(f"no sensor with id {args.id!r} under sensors: in {args.config}")
     if not specs:
         print(f"no sensors configured under sensors: in {args.config}")
         return 1
@@ -118,6 +121,24 @@ def _read(specs: list[dict[str, Any]], hardware: Any) -> int:
     return 1 if failed else 0
 
 
+def cmd_types(args: argparse.Namespace) -> int:
+    """Every sensor type the registry knows: its names, keys with defaults, where it can be, what it measures."""
+    from sensors.registry import TYPES
+
+    for kind in TYPES:
+        keys = ", ".join(
+            f"{k.name} (like {k.example})" if k.default is None else f"{k.name} (default {k.example})"
+            for k in kind.keys
+        )
+        print(f"{' / '.join(kind.names)}: {kind.title} on {kind.connection}; keys: {keys}")
+        for quantity, (low, high) in kind.quantities.items():
+            print(f"    {quantity}: {low:g} .. {high:g}")
+        if kind.addresses:
+            print(f"    addresses: {' '.join(f'0x{a:02x}' for a in kind.addresses)}")
+        print(f"    setup: {kind.enable}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sensors", description="Find and read Homeboard's local sensors.")
     parser.add_argument("--config", default="config.yaml", help="config file (default: ./config.yaml)")
@@ -127,9 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     scan.add_argument("--bus", type=int, default=1, help="I2C bus number (default 1: /dev/i2c-1)")
     read = sub.add_parser("read", help="read the configured sensors once")
     read.add_argument("id", nargs="?", help="only this sensor id")
+    sub.add_parser("types", help="list the sensor types config.yaml takes, with their keys and ranges")
     args = parser.parse_args(argv)
+    commands = {"scan": cmd_scan, "read": cmd_read, "types": cmd_types}
     try:
-        return cmd_scan(args) if args.command == "scan" else cmd_read(args)
+        return commands[args.command](args)
     except KeyboardInterrupt:
         return 130
 

@@ -10,11 +10,15 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sensors.descriptor import SensorType, i2c_keys
 from sensors.errors import CalibrationError, NotReadyError, WrongChipError
-from sensors.i2c import I2CPort
+from sensors.i2c import ENABLE_I2C, I2CPort
 from sensors.reading import Reading, StuckDetector, check_range
+
+if TYPE_CHECKING:
+    from sensors.emulated.climate import Climate
 
 ADDRESSES = (0x76, 0x77)  # SDO to GND / to VDDIO
 REG_CALIB_TP = 0x88  # calib00..25, 26 bytes
@@ -263,6 +267,61 @@ class Bme280:
         self.port.close()
 
 
-def probe_chip_id(port: I2CPort) -> Any:
-    """The chip id at 0xD0 (for `sensors scan`); raises SensorError when nothing answers."""
-    return port.read_u8(REG_CHIP_ID)
+def probe(port: I2CPort) -> str:
+    """What answers at a BME280/BMP280 address, by its chip id (for `python -m sensors scan`). Raises SensorError
+    when nothing answers."""
+    chip_id = port.read_u8(REG_CHIP_ID)
+    if chip_id == CHIP_ID_BME280:
+        return f"BME280 (chip id 0x{chip_id:02x}) → type: bme280"
+    if chip_id in CHIP_IDS_BMP280:
+        return f"BMP280 (chip id 0x{chip_id:02x}) → type: bmp280"
+    return f"unknown chip (id 0x{chip_id:02x} at 0xD0)"
+
+
+def _open(port: I2CPort, type_name: str, stuck_reads: int) -> Bme280:
+    return Bme280(port, type_name, stuck_reads)
+
+
+def _emulate_bme280(address: int, climate: Climate) -> Any:
+    from sensors.emulated.bme280 import EmulatedBme280  # emulation is loaded by tests and the demo only
+
+    return EmulatedBme280(address, climate)  # with a real chip's trim
+
+
+def _emulate_bmp280(address: int, climate: Climate) -> Any:
+    from sensors.emulated.bme280 import EmulatedBme280
+
+    return EmulatedBme280(address, climate, chip_id=CHIP_IDS_BMP280[0])
+
+
+BME280 = SensorType(
+    names=("bme280",),
+    title="BME280",
+    connection="i2c",
+    quantities={
+        "temperature_c": TEMPERATURE_RANGE_C,
+        "humidity_pct": HUMIDITY_RANGE_PCT,
+        "pressure_hpa": PRESSURE_RANGE_HPA,
+    },
+    keys=i2c_keys(ADDRESSES),
+    location_key="address",
+    open=_open,
+    emulate=_emulate_bme280,
+    enable=ENABLE_I2C,
+    addresses=ADDRESSES,
+    probe=probe,
+)
+# The BMP280 is the same die without the humidity channel; its chip id tells them apart.
+BMP280 = SensorType(
+    names=("bmp280",),
+    title="BMP280",
+    connection="i2c",
+    quantities={"temperature_c": TEMPERATURE_RANGE_C, "pressure_hpa": PRESSURE_RANGE_HPA},
+    keys=i2c_keys(ADDRESSES),
+    location_key="address",
+    open=_open,
+    emulate=_emulate_bmp280,
+    enable=ENABLE_I2C,
+    addresses=ADDRESSES,
+    probe=probe,
+)

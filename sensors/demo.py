@@ -7,9 +7,9 @@ import os
 import zlib
 from typing import Any
 
-from sensors import DEFAULT_ADDRESSES, I2C_TYPES, Sensor, SensorSpecError, open_sensor
-from sensors.emulated import Climate, EmulatedBme280, EmulatedMcp9808, EmulatedSht3x, FakeBus, FakeSysfs
-from sensors.emulated.bme280 import REAL_TRIM
+from sensors import Sensor, open_sensor
+from sensors.emulated import Climate, FakeBus, FakeSysfs
+from sensors.registry import lookup
 
 # What the demo shows when the config lists no sensors: three local sensors, three kinds of chip.
 DEFAULT_SENSORS: tuple[dict[str, Any], ...] = (
@@ -35,13 +35,15 @@ def climate_for(sensor_id: str) -> Climate:
 
 
 class DemoHardware:
-    """Builds the emulated chips for `specs` under `root` (a temp dir: the fake sysfs trees live there)."""
+    """Builds the emulated chips for `specs` under `root` (a temp dir: the fake sysfs trees live there); each
+    sensor type's descriptor says which emulated chip stands in for it and where it goes."""
 
     def __init__(self, root: str, specs: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> None:
         self.root = root
         self.buses: dict[int, FakeBus] = {}
         self.w1 = FakeSysfs(os.path.join(root, "w1", "devices"))
         self.iio = FakeSysfs(os.path.join(root, "iio", "devices"))
+        self.trees = {"w1": self.w1, "iio": self.iio}  # by sensors.descriptor.Connection
         self.climates: dict[str, Climate] = {}
         for spec in specs:
             self._add(spec)
@@ -50,33 +52,20 @@ class DemoHardware:
         return self.buses.setdefault(number, FakeBus(number))
 
     def _add(self, spec: dict[str, Any]) -> None:
-        kind = spec.get("type")
-        sensor_id = str(spec.get("id", kind))
+        kind = lookup(spec.get("type"))
+        settings = kind.settings(spec, str(spec["type"]))
+        sensor_id = str(spec.get("id", spec["type"]))
         climate = self.climates[sensor_id] = climate_for(sensor_id)
-        if kind in I2C_TYPES:
-            chip = I2C_TYPES[kind]
-            address = spec.get("address") or DEFAULT_ADDRESSES[chip]
-            bus = self.bus(int(spec.get("bus", 1)))
-            if chip == "bme280":
-                bus.attach(EmulatedBme280(address, climate, calibration=REAL_TRIM))
-            elif chip == "bmp280":
-                bus.attach(EmulatedBme280(address, climate, chip_id=0x58))
-            elif chip == "sht3x":
-                bus.attach(EmulatedSht3x(address, climate))
-            else:
-                bus.attach(EmulatedMcp9808(address, climate))
-        elif kind == "ds18b20":
-            self.w1.add_ds18b20(str(spec.get("device")), climate)
-        elif kind == "dht22":
-            self.iio.add_dht22(str(spec.get("iio_device")), climate)
+        device = kind.emulate(settings[kind.location_key], climate)
+        if kind.connection == "i2c":
+            self.bus(settings["bus"]).attach(device)
         else:
-            raise SensorSpecError(f"type: unknown sensor type {kind!r}")
+            self.trees[kind.connection].add(device)
 
     def open(self, spec: dict[str, Any]) -> Sensor:
         """open_sensor on the emulated hardware."""
-        kind = spec.get("type")
-        if kind == "ds18b20":
-            return open_sensor(spec, sysfs_root=self.w1.root, reader=self.w1.reader)
-        if kind == "dht22":
-            return open_sensor(spec, sysfs_root=self.iio.root, reader=self.iio.reader)
-        return open_sensor(spec, bus=self.bus(int(spec.get("bus", 1))))
+        kind = lookup(spec.get("type"))
+        if kind.connection == "i2c":
+            return open_sensor(spec, bus=self.bus(kind.settings(spec, str(spec["type"]))["bus"]))
+        tree = self.trees[kind.connection]
+        return open_sensor(spec, sysfs_root=tree.root, reader=tree.reader)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import os
+import re
 from typing import Any
 
 from sensors.errors import BusError, NoBusError, NoDeviceError
@@ -10,6 +12,8 @@ from sensors.errors import BusError, NoBusError, NoDeviceError
 # errnos with which Linux reports "no ACK from that address" (smbus2 doc/troubleshooting.md);
 # EIO is also what a data-byte NAK or a floating bus gives, so it is read as "nothing answers" too.
 NO_ANSWER_ERRNOS = frozenset({errno.EREMOTEIO, errno.EIO, errno.ENXIO, errno.ENODEV})
+DEV_DIR = "/dev"
+ENABLE_I2C = "enable I2C with raspi-config or dtparam=i2c_arm=on in /boot/firmware/config.txt"
 
 
 def _smbus2() -> Any:
@@ -22,17 +26,34 @@ def _smbus2() -> Any:
     return smbus2
 
 
-def open_smbus(bus_number: int) -> Any:
-    """smbus2.SMBus(bus_number), with the two usual failures said plainly."""
-    smbus2 = _smbus2()
-    node = f"/dev/i2c-{bus_number}"
+def i2c_buses(dev_dir: str = DEV_DIR) -> list[int]:
+    """The I2C bus numbers that exist here: /dev/i2c-N, in order."""
     try:
-        return smbus2.SMBus(bus_number)
+        names = os.listdir(dev_dir)
+    except OSError:
+        return []
+    return sorted(int(m.group(1)) for m in map(re.compile(r"i2c-(\d+)").fullmatch, names) if m)
+
+
+def missing_bus_message(bus_number: int, dev_dir: str = DEV_DIR) -> str:
+    """Why /dev/i2c-N cannot be opened: I2C is off, or the number is wrong (then the ones that exist are named)."""
+    node = os.path.join(dev_dir, f"i2c-{bus_number}")
+    buses = i2c_buses(dev_dir)
+    if not buses:
+        return f"no I2C bus i2c-{bus_number} ({node} is missing): {ENABLE_I2C}"
+    there = ", ".join(f"i2c-{b}" for b in buses)
+    # I2C is on (some bus exists): raspi-config would not help; the bus number is what is wrong.
+    return f"no I2C bus i2c-{bus_number} ({node} is missing); the I2C buses here are {there}: use one of those numbers"
+
+
+def open_smbus(bus_number: int, dev_dir: str = DEV_DIR) -> Any:
+    """smbus2.SMBus(bus_number), with the usual failures said plainly."""
+    smbus2 = _smbus2()
+    node = os.path.join(dev_dir, f"i2c-{bus_number}")
+    try:
+        return smbus2.SMBus(node)
     except FileNotFoundError as err:
-        raise NoBusError(
-            f"no I2C bus i2c-{bus_number} ({node} is missing): enable I2C with raspi-config "
-            "or dtparam=i2c_arm=on in /boot/firmware/config.txt"
-        ) from err
+        raise NoBusError(missing_bus_message(bus_number, dev_dir)) from err
     except PermissionError as err:
         raise NoBusError(f"no permission to open {node}: add the service user to the i2c group") from err
     except OSError as err:
@@ -64,7 +85,8 @@ class I2CPort:
         if err.errno in NO_ANSWER_ERRNOS:
             return NoDeviceError(
                 f"nothing answers at i2c-{self.bus_number} 0x{self.address:02x} ({self.chip}, errno {err.errno}): "
-                "check wiring and that I2C is enabled"
+                # The bus opened, so I2C is on: the chip is unplugged, miswired or at another address.
+                "check the wiring and the address (python -m sensors scan lists what answers)"
             )
         return BusError(f"{self.where}: bus error: {err.strerror or err}")
 

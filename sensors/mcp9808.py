@@ -6,9 +6,15 @@ The datasheet's sample code gets negative temperatures wrong (256 - x instead of
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from sensors.descriptor import SensorType, i2c_keys
 from sensors.errors import WrongChipError
-from sensors.i2c import I2CPort
+from sensors.i2c import ENABLE_I2C, I2CPort
 from sensors.reading import Reading, StuckDetector, check_range
+
+if TYPE_CHECKING:
+    from sensors.emulated.climate import Climate
 
 ADDRESSES = tuple(range(0x18, 0x20))  # 0011 A2 A1 A0
 REG_CONFIG = 0x01
@@ -62,3 +68,37 @@ class Mcp9808:
 
     def close(self) -> None:
         self.port.close()
+
+
+def probe(port: I2CPort) -> str:
+    """What answers at an MCP9808 address: its manufacturer and device ids (for `python -m sensors scan`)."""
+    manufacturer = _word(port.read_block(REG_MANUFACTURER_ID, 2))
+    device = _word(port.read_block(REG_DEVICE_ID, 2))
+    if manufacturer == MANUFACTURER_ID and device >> 8 == DEVICE_ID:
+        return f"MCP9808 (manufacturer 0x{manufacturer:04x}, device 0x{device:04x}) → type: mcp9808"
+    return f"unknown chip (ids 0x{manufacturer:04x}/0x{device:04x})"
+
+
+def _open(port: I2CPort, type_name: str, stuck_reads: int) -> Mcp9808:
+    return Mcp9808(port, stuck_reads)
+
+
+def _emulate(address: int, climate: Climate) -> Any:
+    from sensors.emulated.mcp9808 import EmulatedMcp9808  # emulation is loaded by tests and the demo only
+
+    return EmulatedMcp9808(address, climate)
+
+
+MCP9808 = SensorType(
+    names=("mcp9808",),
+    title="MCP9808",
+    connection="i2c",
+    quantities={"temperature_c": TEMPERATURE_RANGE_C},
+    keys=i2c_keys(ADDRESSES),
+    location_key="address",
+    open=_open,
+    emulate=_emulate,
+    enable=ENABLE_I2C,
+    addresses=ADDRESSES,
+    probe=probe,
+)

@@ -1,14 +1,17 @@
-"""What `python -m sensors scan` finds: known chips on an I2C bus (with their ids), 1-Wire and IIO devices."""
+"""What `python -m sensors scan` finds: known chips on an I2C bus (with their ids), 1-Wire and IIO devices.
+What counts as known comes from the sensor registry: each type's addresses, probe and sysfs ids."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sensors import bme280, mcp9808, sht3x
+from sensors.descriptor import SensorType
 from sensors.errors import SensorError
 from sensors.i2c import I2CPort
+from sensors.registry import TYPES
 from sensors.sysfs import IIO_ROOT, W1_ROOT, Reader, read_text
 
 
@@ -18,62 +21,69 @@ class Found:
     what: str  # "BME280 (chip id 0x60)"
 
 
-def _probe_bosch(port: I2CPort) -> str | None:
-    chip_id = port.read_u8(bme280.REG_CHIP_ID)
-    if chip_id == bme280.CHIP_ID_BME280:
-        return f"BME280 (chip id 0x{chip_id:02x}) → type: bme280"
-    if chip_id in bme280.CHIP_IDS_BMP280:
-        return f"BMP280 (chip id 0x{chip_id:02x}) → type: bmp280"
-    return f"unknown chip (id 0x{chip_id:02x} at 0xD0)"
+def _types(connection: str) -> list[SensorType]:
+    return [t for t in TYPES if t.connection == connection]
 
 
-def _probe_sht(port: I2CPort) -> str | None:
-    port.write_raw([sht3x.CMD_READ_STATUS >> 8, sht3x.CMD_READ_STATUS & 0xFF])
-    data = port.read_raw(3)
-    if sht3x.crc8(data[:2]) != data[2]:
-        return "something without a valid SHT3x status CRC"
-    return f"SHT3x (status 0x{(data[0] << 8) | data[1]:04x}) → type: sht31"
+def probes() -> list[tuple[int, Callable[[I2CPort], str]]]:
+    """(address, probe) for every I2C type, by address; types sharing a probe (BME280/BMP280) are asked once."""
+    pairs: list[tuple[int, Callable[[I2CPort], str]]] = []
+    for kind in _types("i2c"):
+        for address in kind.addresses:
+            if kind.probe is not None and (address, kind.probe) not in pairs:
+                pairs.append((address, kind.probe))
+    return sorted(pairs, key=lambda pair: pair[0])
 
 
-def _probe_mcp(port: I2CPort) -> str | None:
-    manufacturer = int.from_bytes(port.read_block(mcp9808.REG_MANUFACTURER_ID, 2), "big")
-    device = int.from_bytes(port.read_block(mcp9808.REG_DEVICE_ID, 2), "big")
-    if manufacturer == mcp9808.MANUFACTURER_ID and device >> 8 == mcp9808.DEVICE_ID:
-        return f"MCP9808 (manufacturer 0x{manufacturer:04x}, device 0x{device:04x}) → type: mcp9808"
-    return f"unknown chip (ids 0x{manufacturer:04x}/0x{device:04x})"
+def _addresses_text(addresses: tuple[int, ...]) -> str:
+    if len(addresses) > 2 and list(addresses) == list(range(addresses[0], addresses[-1] + 1)):
+        return f"0x{addresses[0]:02x}-0x{addresses[-1]:02x}"
+    return "/".join(f"0x{a:02x}" for a in addresses)
 
 
-PROBES = [
-    *((a, _probe_mcp) for a in mcp9808.ADDRESSES),
-    *((a, _probe_sht) for a in sht3x.ADDRESSES),
-    *((a, _probe_bosch) for a in bme280.ADDRESSES),
-]
+def known_i2c() -> str:
+    """The I2C chips scan looks for, for people: "BME280 0x76/0x77, ..., MCP9808 0x18-0x1f"."""
+    return ", ".join(f"{t.title} {_addresses_text(t.addresses)}" for t in _types("i2c"))
+
+
+def enable_hint(connection: str) -> str:
+    """How to turn on what the types on this connection need: "DHT22, DHT11: add dtoverlay=..."."""
+    by_hint: dict[str, list[str]] = {}
+    for kind in _types(connection):
+        by_hint.setdefault(kind.enable, []).append(kind.title)
+    return "; ".join(f"{', '.join(titles)}: {hint}" for hint, titles in by_hint.items())
 
 
 def scan_i2c(bus: Any, bus_number: int) -> list[Found]:
     found = []
-    for address, probe in PROBES:
+    for address, probe in probes():
         port = I2CPort(bus, bus_number, address, "probe")
         try:
             what = probe(port)
         except SensorError:
             continue  # nothing (known) answers there
-        if what:
-            found.append(Found(f"i2c-{bus_number} 0x{address:02x}", what))
+        found.append(Found(f"i2c-{bus_number} 0x{address:02x}", what))
     return found
 
 
+def _suggest(kinds: list[tuple[SensorType, str]], key: str, name: str) -> str:
+    """ " → type: dht22 (DHT22/AM2302) or dht11 (DHT11), iio_device: iio:device0"."""
+    if len(kinds) == 1:
+        return f" → type: {kinds[0][0].names[0]}, {key}: {name}"
+    choices = " or ".join(f"{kind.names[0]} ({chip})" for kind, chip in kinds)
+    return f" → type: {choices}, {key}: {name}"
+
+
 def scan_w1(root: str = W1_ROOT) -> list[Found] | None:
-    """1-Wire temperature sensors under root; None when the w1 bus is not there at all."""
+    """1-Wire sensors of known families under root; None when the w1 bus is not there at all."""
     if not os.path.isdir(root):
         return None
-    from sensors.ds18b20 import FAMILIES
-
     found = []
     for name in sorted(os.listdir(root)):
         family = name.split("-", 1)[0].lower()
-        if "-" in name and family in FAMILIES:
-            found.append(Found("1-Wire", f"{name} {FAMILIES[family]} → type: ds18b20, device: {name}"))
+        kinds = [(t, t.sysfs_ids[family]) for t in _types("w1") if "-" in name and family in t.sysfs_ids]
+        if kinds:
+            found.append(Found("1-Wire", f"{name} {kinds[0][1]}{_suggest(kinds, kinds[0][0].location_key, name)}"))
     return found
 
 
@@ -86,6 +96,7 @@ def scan_iio(root: str = IIO_ROOT, reader: Reader = read_text) -> list[Found] | 
             driver = reader(os.path.join(root, name, "name")).strip()
         except OSError:
             continue
-        hint = f" → type: dht22, iio_device: {name}" if driver == "dht11" else ""
+        kinds = [(t, t.sysfs_ids[driver]) for t in _types("iio") if driver in t.sysfs_ids]
+        hint = _suggest(kinds, kinds[0][0].location_key, name) if kinds else ""
         found.append(Found("IIO", f"{name} ({driver}){hint}"))
     return found

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
+from sensors.descriptor import SensorType, i2c_keys
 from sensors.errors import CrcError
-from sensors.i2c import I2CPort
+from sensors.i2c import ENABLE_I2C, I2CPort
 from sensors.reading import Reading, StuckDetector, check_range
+
+if TYPE_CHECKING:
+    from sensors.emulated.climate import Climate
 
 ADDRESSES = (0x44, 0x45)  # ADDR pin low / high
 CMD_MEASURE_HIGH_NO_STRETCH = 0x2400
@@ -115,3 +120,38 @@ class Sht3x:
 
     def close(self) -> None:
         self.port.close()
+
+
+def probe(port: I2CPort) -> str:
+    """What answers at an SHT3x address: its status word with a valid CRC (for `python -m sensors scan`)."""
+    port.write_raw([CMD_READ_STATUS >> 8, CMD_READ_STATUS & 0xFF])
+    data = port.read_raw(3)
+    if crc8(data[:2]) != data[2]:
+        return "something without a valid SHT3x status CRC"
+    return f"SHT3x (status 0x{(data[0] << 8) | data[1]:04x}) → type: sht31"
+
+
+def _open(port: I2CPort, type_name: str, stuck_reads: int) -> Sht3x:
+    return Sht3x(port, stuck_reads)
+
+
+def _emulate(address: int, climate: Climate) -> Any:
+    from sensors.emulated.sht3x import EmulatedSht3x  # emulation is loaded by tests and the demo only
+
+    return EmulatedSht3x(address, climate)
+
+
+# SHT30, SHT31 and SHT35 differ in accuracy only: same commands, conversion and range.
+SHT3X = SensorType(
+    names=("sht31", "sht30", "sht35", "sht3x"),
+    title="SHT3x",
+    connection="i2c",
+    quantities={"temperature_c": TEMPERATURE_RANGE_C, "humidity_pct": HUMIDITY_RANGE_PCT},
+    keys=i2c_keys(ADDRESSES),
+    location_key="address",
+    open=_open,
+    emulate=_emulate,
+    enable=ENABLE_I2C,
+    addresses=ADDRESSES,
+    probe=probe,
+)

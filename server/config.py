@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import yaml
 
+from sensors.errors import SensorSpecError
+from sensors.registry import check_spec, type_keys
 from server.core.strictyaml import DuplicateKeyError, safe_load_unique
 
 
@@ -160,17 +162,14 @@ class SourcesConfig:
     calendar: CalendarConfig | None = None
 
 
-SensorType = Literal["bme280", "bmp280", "sht31", "sht3x", "mcp9808", "ds18b20", "dht22"]
-
-
 @dataclass(frozen=True)
 class SensorConfig:
     id: str
-    type: SensorType
+    type: str  # a name from sensors.registry; which of the keys below it takes (and their defaults) is said there
     name: str = ""
     interval_s: float = ruled(60.0, **POSITIVE)
-    bus: int = 1
-    address: int | None = None
+    bus: int | None = None  # I2C (default 1)
+    address: int | None = None  # I2C (default: the chip's first address)
     device: str | None = None  # 1-Wire id, e.g. 28-0316a2794aff
     iio_device: str | None = None  # e.g. iio:device0
     stuck_reads: int = 0  # same raw value this many times → "stuck" error (0: off)
@@ -583,17 +582,8 @@ def _check(cfg: Config) -> None:
     _check_calendar(cfg.sources.calendar)
     seen: set[str] = set()
     for section in ("sensors", "remote_sensors"):
-        for i, s in enumerate(getattr(cfg, section)):
-            if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", s.id):
-                raise ConfigError(f"{section}[{i}].id: use letters, digits, _ or - (got {_describe(s.id)})")
-            if s.id in seen:
-                raise ConfigError(f"{section}[{i}].id: duplicate sensor id {_describe(s.id)}")
-            seen.add(s.id)
-    for i, s in enumerate(cfg.sensors):
-        if s.type in ("ds18b20",) and not s.device:
-            raise ConfigError(f"sensors[{i}].device: required for type {s.type}")
-        if s.type == "dht22" and not s.iio_device:
-            raise ConfigError(f"sensors[{i}].iio_device: required for type dht22")
+        _check_ids(getattr(cfg, section), section, seen)
+    _check_sensors(cfg.sensors)
     _check_gpio(cfg.gpio)
     for key in ("on_at", "off_at"):
         _check_hhmm(getattr(cfg.display, key), f"display.{key}")
@@ -611,6 +601,25 @@ def _check(cfg: Config) -> None:
                 raise ConfigError(f"page.{key}[{i}]: unknown widget {_describe(name)} (known: {known})")
     if cfg.mqtt is not None:
         _check_mqtt(cfg.mqtt, seen)
+
+
+def _check_ids(items: tuple[SensorConfig | RemoteSensorConfig, ...], section: str, seen: set[str]) -> None:
+    """Sensor ids: a safe charset, and one namespace (`seen`) across the sections that share it."""
+    for i, s in enumerate(items):
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", s.id):
+            raise ConfigError(f"{section}[{i}].id: use letters, digits, _ or - (got {_describe(s.id)})")
+        if s.id in seen:
+            raise ConfigError(f"{section}[{i}].id: duplicate sensor id {_describe(s.id)}")
+        seen.add(s.id)
+
+
+def _check_sensors(sensors: tuple[SensorConfig, ...]) -> None:
+    """Each local sensor: its type is one the sensor registry knows, with the keys that type takes."""
+    for i, s in enumerate(sensors):
+        try:
+            check_spec(s.spec(), type_keys())
+        except SensorSpecError as err:
+            raise ConfigError(f"sensors[{i}].{err}") from None
 
 
 _HOST_NAME_RE = re.compile(r"(?=.{1,253}\.?$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_][A-Za-z0-9_-]{0,62})*\.?")
@@ -800,6 +809,43 @@ def read_document(path: str | os.PathLike[str]) -> Any:
         problem = getattr(err, "problem", None) or "invalid YAML"
         raise ConfigError(f"config: {path}{where}: {problem}") from err
     return data
+
+
+def _mentions_secret(value: Any) -> bool:
+    if isinstance(value, str):
+        return _SECRET_RE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_mentions_secret(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_mentions_secret(v) for v in value)
+    return False
+
+
+def load_sensors(
+    path: str | os.PathLike[str], *, env: dict[str, str] | None = None, demo: bool = False
+) -> tuple[tuple[SensorConfig, ...], bool]:
+    """Only the `sensors:` list of a config file, checked as load_config checks it, and whether demo is on.
+
+    For `python -m sensors`: an unset secret of a source or a broken section elsewhere is not its business, so
+    the rest of the file is not validated, and the secrets file is read only if the sensors refer to a secret.
+    Raises ConfigError.
+    """
+    data = read_document(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"(top level): expected a mapping, got {_describe(data)}")
+    env = dict(os.environ) if env is None else env
+    demo = demo or _convert(data.get("demo", False), bool, "demo", _Secrets(env, {}, lenient=True))
+    raw = data.get("sensors", [])
+    file_values: dict[str, str] = {}
+    secrets_file = data.get("secrets_file")
+    if isinstance(secrets_file, str) and _mentions_secret(raw):
+        file_values = read_secrets_file(secrets_file)
+    sensors = _convert(raw, tuple[SensorConfig, ...], "sensors", _Secrets(env, file_values, lenient=demo))
+    _check_ids(sensors, "sensors", set())
+    _check_sensors(sensors)
+    return sensors, demo
 
 
 def replace(cfg: Any, **changes: Any) -> Any:

@@ -242,12 +242,12 @@ class Homeboard:
 
     def own_sensors(self) -> dict[str, tuple[str, tuple[str, ...]]]:
         """This Pi's sensors (wired and LAN): id → (name, what it measures). MQTT and a leader's are not ours."""
-        from server.mqtt.homeassistant import TYPE_QUANTITIES
+        from sensors.registry import quantities_of
 
         result: dict[str, tuple[str, tuple[str, ...]]] = {}
         for source in self.sensors:
             cfg = source.config
-            result[cfg.id] = (cfg.name or cfg.id, TYPE_QUANTITIES.get(cfg.type, ("temperature_c",)))
+            result[cfg.id] = (cfg.name or cfg.id, quantities_of(cfg.type))  # its type's descriptor says
         for remote in self.config.remote_sensors:
             result[remote.id] = (remote.name or remote.id, ("temperature_c",))  # the others once it sends them
         return result

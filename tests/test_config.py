@@ -34,7 +34,7 @@ WEATHER = {"api_key": "k", "query": "Stockholm"}
         ),
         (
             {"sensors": [{"id": "a", "type": "bme280"}, {"id": "b", "type": "bme680"}]},
-            "sensors[1].type: expected one of",
+            "sensors[1].type: unknown sensor type 'bme680' (known: bme280, bmp280, sht31",
         ),
         (
             {"sensors": [{"id": "a", "type": "bme280", "address": "0x76"}]},

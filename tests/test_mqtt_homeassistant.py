@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 
+from sensors.registry import quantities_of
 from server import homeboard as homeboard_mod
 from server.display.backends import make_backend
 from server.mqtt import retained as retained_mod
+from server.mqtt.homeassistant import QUANTITIES
 from server.mqtt.retained import FILE_NAME
 from server.sources.base import SimpleSource, TransientError
 from tests.conftest import make_config
@@ -264,6 +266,39 @@ def test_discovery_messages_have_the_shape_home_assistant_expects(tmp_path: Path
         srv.stop()
     # A clean stop says "offline" (the will only covers a dead connection); HA shows the entities unavailable.
     assert ha.wait_for(lambda: ha.latest("homeboard/wall/status").payload == b"offline")
+
+
+def test_wired_sensor_entities_come_from_the_sensor_registry(tmp_path: Path, broker: Broker, ha: Client) -> None:
+    # No such hardware on this machine: these sensors never read, so what Home Assistant is told about them comes
+    # from their types' descriptors in the sensor registry alone.
+    sensors = [
+        {"id": "kids_room", "type": "dht11", "iio_device": "iio:device97"},
+        {"id": "den", "type": "bmp280", "bus": 97, "address": 0x77},
+    ]
+    prefix = "homeassistant/sensor/homeboard_wall/"
+    expected = {f"{prefix}{s['id']}_{QUANTITIES[q][2]}/config" for s in sensors for q in quantities_of(s["type"])}
+    assert expected == {
+        f"{prefix}kids_room_temperature/config",
+        f"{prefix}kids_room_humidity/config",
+        f"{prefix}den_temperature/config",
+        f"{prefix}den_pressure/config",
+    }
+    srv = ha_server(tmp_path, broker, sensors=sensors, remote_sensors=[])
+    try:
+        assert ha.wait_for(lambda: expected <= {m.topic for m in ha.received()})
+        stored = retained_now(broker.port, prefix + "#")
+        assert set(stored) == expected  # no pressure for a DHT11, no humidity for a BMP280
+        assert (
+            ha_validate(f"{prefix}kids_room_humidity/config", stored[f"{prefix}kids_room_humidity/config"])[
+                "device_class"
+            ]
+            == "humidity"
+        )
+        for sensor_id in ("kids_room", "den"):
+            state = topic_state(srv.url, f"sensor/{sensor_id}") or {}
+            assert (state.get("data") or {}).get("temperature_c") is None  # never read: not from a reading
+    finally:
+        srv.stop()
 
 
 def test_health_problems_reach_home_assistant(tmp_path: Path, broker: Broker, ha: Client) -> None:

@@ -237,7 +237,7 @@ def test_wrong_chip_ids_are_named() -> None:
 
 
 def test_nothing_at_the_address() -> None:
-    with pytest.raises(NoDeviceError, match=r"nothing answers at i2c-1 0x77 .*check wiring and that I2C is enabled"):
+    with pytest.raises(NoDeviceError, match=r"nothing answers at i2c-1 0x77 .*check the wiring and the address"):
         open_sensor({"type": "bme280", "address": 0x77}, bus=FakeBus(1))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,14 +11,23 @@ import pytest
 
 from sensors import NoBusError, SensorSpecError, open_sensor
 from sensors.emulated import FakeBus
+from sensors.i2c import open_smbus
+from server.config import ConfigError, load_config
 from tests.conftest import REPO
 
 NO_BUS = 97  # an I2C bus number no machine running the tests has
+UNSET = "HOMEBOARD_TEST_NEVER_SET_KEY"
 
 
-def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+def run(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sensors", *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "sensors", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
     )
 
 
@@ -30,8 +40,10 @@ def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
         ({"type": "sht31", "address": "0x4g"}, "not a number"),
         ({"type": "mcp9808", "address": 0x20}, "0x18, 0x19"),
         ({"type": "bme280", "bus": -1}, "bus: expected an I2C bus number"),
-        ({"type": "ds18b20"}, "device: a ds18b20 needs its 1-Wire id"),
-        ({"type": "dht22"}, "iio_device: a dht22 needs"),
+        ({"type": "ds18b20"}, "device: required for type ds18b20 \\(its 1-Wire id"),
+        ({"type": "ds18b20", "device": ""}, "device: a ds18b20 needs its 1-Wire id"),
+        ({"type": "dht22"}, "iio_device: required for type dht22"),
+        ({"type": "dht22", "iio_device": "../x"}, "iio_device: a dht22 needs its IIO device"),
     ],
 )
 def test_bad_specs_are_named(spec: dict, message: str) -> None:
@@ -95,7 +107,7 @@ def test_read_demo_and_one_id(tmp_path: Path) -> None:
     assert one.stdout.startswith("outdoor (ds18b20): ")
     missing = run("--config", str(config), "read", "attic")
     assert missing.returncode == 2
-    assert "no sensor with id 'attic'" in missing.stderr
+    assert missing.stderr == f"homeboard: no sensor with id 'attic' under sensors: in {config}\n"
 
 
 def test_read_with_a_wrong_config_names_the_key(tmp_path: Path) -> None:
@@ -103,7 +115,7 @@ def test_read_with_a_wrong_config_names_the_key(tmp_path: Path) -> None:
     config.write_text("sensors:\n  - {id: x, type: bme999}\n")
     result = run("--config", str(config), "read")
     assert result.returncode == 2
-    assert result.stderr.startswith("error: sensors[0].type:")
+    assert result.stderr.startswith("homeboard: config error: sensors[0].type: unknown sensor type")
     assert "Traceback" not in result.stderr
 
 
@@ -116,3 +128,69 @@ def test_hardware_libraries_are_not_imported_at_import_time() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_read_needs_only_the_sensors_part_of_the_config(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text("OTHER=x\n")
+    secrets.chmod(0o644)  # refused by the server; the sensors do not need it
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"secrets_file: {secrets}\n"
+        f'sources:\n  weather: {{api_key: "${{{UNSET}}}", query: Stockholm}}\n'
+        "page: {widgets: [clock, nope]}\n"
+        f"sensors:\n  - {{id: living_room, type: bme280, bus: {NO_BUS}, address: 0x76}}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != UNSET}
+    with pytest.raises(ConfigError):  # the whole file is wrong for the server...
+        load_config(config, env=env)
+    result = run("--config", str(config), "read", env=env)
+    assert result.stderr == ""  # ...but none of that is the sensors' business
+    assert result.stdout.startswith(f"living_room (bme280): no I2C bus i2c-{NO_BUS}")
+    assert result.returncode == 1
+
+
+def test_read_errors_in_the_sensors_part_use_the_server_s_wording(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f'sources:\n  weather: {{api_key: "${{{UNSET}}}"}}\n'
+        f'sensors:\n  - {{id: hall, name: "${{{UNSET}}}", type: ds18b20, device: 28-0316a2794aff}}\n'
+    )
+    env = {k: v for k, v in os.environ.items() if k != UNSET}
+    result = run("--config", str(config), "read", env=env)
+    assert result.returncode == 2
+    assert result.stderr == f"homeboard: config error: sensors[0].name: secret ${{{UNSET}}} is not set " \
+                            "(environment or secrets_file)\n"  # fmt: skip
+    config.write_text("sensors:\n  - {id: hall, type: ds18b20, device: 28-0316a2794aff, address: 0x76}\n")
+    result = run("--config", str(config), "read", env=env)
+    assert result.stderr == "homeboard: config error: sensors[0].address: a ds18b20 does not take address " \
+                            "(its keys: device)\n"  # fmt: skip
+    result = run("--config", str(tmp_path / "absent.yaml"), "read")
+    assert result.stderr == f"homeboard: config error: config: {tmp_path / 'absent.yaml'} does not exist\n"
+
+
+def test_a_missing_bus_names_the_buses_that_exist(tmp_path: Path) -> None:
+    for name in ("i2c-1", "i2c-20", "i2c-21", "tty0"):
+        (tmp_path / name).write_text("")
+    with pytest.raises(NoBusError) as err:
+        open_smbus(NO_BUS, dev_dir=str(tmp_path))
+    message = str(err.value)
+    assert message == (
+        f"no I2C bus i2c-{NO_BUS} ({tmp_path}/i2c-{NO_BUS} is missing); the I2C buses here are i2c-1, i2c-20, "
+        "i2c-21: use one of those numbers"
+    )
+    assert "raspi-config" not in message  # I2C is on; the number is what is wrong
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(NoBusError, match="is missing\\): enable I2C with raspi-config"):
+        open_smbus(1, dev_dir=str(empty))
+
+
+def test_types_lists_the_registry() -> None:
+    from sensors.registry import TYPES
+
+    result = run("types")
+    assert result.returncode == 0, result.stderr
+    headers = [line.split(":")[0] for line in result.stdout.splitlines() if not line.startswith(" ")]
+    assert headers == [" / ".join(kind.names) for kind in TYPES]
+    assert "dht11: DHT11 on iio; keys: iio_device (like iio:device0)" in result.stdout

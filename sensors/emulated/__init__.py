@@ -8,13 +8,13 @@ from sensors.emulated.bus import EmulatedDevice, FakeBus
 from sensors.emulated.climate import Climate
 from sensors.emulated.mcp9808 import EmulatedMcp9808
 from sensors.emulated.sht3x import EmulatedSht3x
-from sensors.emulated.sysfs import EmulatedDht22, EmulatedDs18b20, FakeSysfs
+from sensors.emulated.sysfs import EmulatedDht, EmulatedDs18b20, FakeSysfs
 
 __all__ = [
     "Climate",
     "EmulatedBme280",
     "EmulatedDevice",
-    "EmulatedDht22",
+    "EmulatedDht",
     "EmulatedDs18b20",
     "EmulatedMcp9808",
     "EmulatedSht3x",

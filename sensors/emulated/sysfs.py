@@ -1,5 +1,5 @@
 """A fake sysfs tree (real directories in a temp dir) whose attribute files are rendered on every read by
-emulated kernel drivers: w1_therm for DS18B20s, the dht11 IIO driver for DHT22s. Use `tree.reader` as the
+emulated kernel drivers: w1_therm for DS18B20s, the dht11 IIO driver for DHT22s and DHT11s. Use `tree.reader` as the
 driver's reader; faults are injectable per device."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sensors import ds18b20 as ds
 from sensors.emulated.climate import Climate
@@ -43,6 +44,10 @@ class EmulatedSysfsDevice:
 
     def render(self, attribute: str) -> str:
         raise NotImplementedError
+
+    def placeholder(self, attribute: str) -> str:
+        """The file's content on disk (reads go through render): for `ls`, `cat` and os.path checks."""
+        return ""
 
 
 class EmulatedDs18b20(EmulatedSysfsDevice):
@@ -99,27 +104,85 @@ class EmulatedDs18b20(EmulatedSysfsDevice):
         return f"{hexes} : crc={crc:02x} {'YES' if ok else 'NO'}\n{retained} t={ds.kernel_millidegrees(raw)}\n"
 
 
-class EmulatedDht22(EmulatedSysfsDevice):
-    """The dht11 IIO driver with a DHT22 behind it: 0.1-unit resolution in milli-units, a 2 s cache."""
+def dht22_frame(temperature_c: float, humidity_pct: float) -> bytes:
+    """A DHT22/AM2302's 40-bit answer: RH and T in tenths, 16 bits each, MSB first, T in sign-magnitude
+    (bit 15 = below zero), then the checksum (the low byte of the sum of the four data bytes)."""
+    rh = max(0, min(1000, round(humidity_pct * 10)))
+    t = round(temperature_c * 10)
+    t_word = (0x8000 if t < 0 else 0) | min(abs(t), 0x7FFF)
+    body = bytes([rh >> 8, rh & 0xFF, t_word >> 8, t_word & 0xFF])
+    return body + bytes([sum(body) & 0xFF])
+
+
+def dht11_frame(temperature_c: float, humidity_pct: float) -> bytes:
+    """A DHT11's 40-bit answer: whole %RH and °C with both decimal bytes 0, then the checksum.
+
+    Below 0 °C newer DHT11s set bit 7 of the temperature decimal byte (Aosong DHT11 datasheet, as commonly quoted;
+    unverified here), which the kernel's decode cannot place: the read fails with EIO.
+    """
+    rh = max(0, min(255, round(humidity_pct)))
+    t = round(temperature_c)
+    body = bytes([rh, 0, min(abs(t), 255), 0x80 if t < 0 else 0])
+    return body + bytes([sum(body) & 0xFF])
+
+
+def kernel_dht11_decode(frame: bytes) -> tuple[int, int]:
+    """The kernel's dht11_decode (drivers/iio/humidity/dht11.c): 5 bytes → (milli °C, milli %RH); OSError(EIO)
+    for a bad checksum or a frame it cannot place. One driver serves both chips: RH below 4 in the high byte
+    can only be a DHT22 (100 % = 0x03E8 tenths), else both decimal bytes 0 is a DHT11."""
+    hum_int, hum_dec, temp_int, temp_dec, checksum = frame
+    if (hum_int + hum_dec + temp_int + temp_dec) & 0xFF != checksum:
+        raise _oserror(errno.EIO)
+    if hum_int < 4:
+        temperature = (((temp_int & 0x7F) << 8) + temp_dec) * (-100 if temp_int & 0x80 else 100)
+        return temperature, ((hum_int << 8) + hum_dec) * 100
+    if temp_dec == 0 and hum_dec == 0:
+        return temp_int * 1000, hum_int * 1000
+    raise _oserror(errno.EIO)  # "Don't know how to decode data"
+
+
+class EmulatedDht(EmulatedSysfsDevice):
+    """The kernel's dht11 IIO driver with a DHT chip behind it: `frame` is what the chip sends (dht22_frame,
+    dht11_frame), decoded as the kernel does into milli-units, cached for 2 s (DHT11_DATA_VALID_TIME).
+    Faults: fail_next(errno) (a transfer that failed: not cached), corrupt_next (a bit flipped on the wire)."""
 
     attributes = ("name", "in_temp_input", "in_humidityrelative_input")
 
-    def __init__(self, name: str, climate: Climate | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        name: str,
+        climate: Climate | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        frame: Callable[[float, float], bytes] = dht22_frame,
+    ) -> None:
         super().__init__(name, climate, clock)
+        self.frame = frame
+        self.corrupt_next = 0
         self._cached_at: float | None = None
         self._cached: tuple[int, int] = (0, 0)
 
+    def placeholder(self, attribute: str) -> str:
+        return "dht11\n" if attribute == "name" else ""
+
     def render(self, attribute: str) -> str:
         if attribute == "name":
-            return "dht11\n"
+            return self.placeholder(attribute)
         now = self.clock()
         if self._cached_at is None or now - self._cached_at >= 2.0:
             self.check_fail()  # a failed transfer is not cached; the next read tries the sensor again
             self.reads += 1
             t_c, h_pct, _ = self.climate.sample()
-            self._cached = (round(t_c * 10) * 100, round(h_pct * 10) * 100)
+            frame = self.frame(t_c, h_pct)
+            if self.corrupt_next > 0:
+                self.corrupt_next -= 1
+                frame = bytes([frame[0] ^ 0x01, *frame[1:]])
+            self._cached = kernel_dht11_decode(frame)
             self._cached_at = now
         return f"{self._cached[0] if attribute == 'in_temp_input' else self._cached[1]}\n"
+
+
+D = TypeVar("D", bound=EmulatedSysfsDevice)
 
 
 class FakeSysfs:
@@ -131,30 +194,29 @@ class FakeSysfs:
         self._lock = threading.Lock()
         os.makedirs(root, exist_ok=True)
 
-    def _add(self, device: EmulatedSysfsDevice) -> EmulatedSysfsDevice:
+    def add(self, device: D) -> D:
+        """The device's directory appears, with its attribute files."""
         path = os.path.join(self.root, device.name)
         os.makedirs(path, exist_ok=True)
         for attribute in device.attributes:
             # Placeholder files, so the tree looks right to `ls` and to os.path checks; reads go through reader().
             with open(os.path.join(path, attribute), "w", encoding="ascii") as f:
-                f.write("dht11\n" if attribute == "name" else "")
+                f.write(device.placeholder(attribute))
         self.devices[device.name] = device
         return device
 
-    def add_ds18b20(self, device_id: str, climate: Climate | None = None, **kwargs: object) -> EmulatedDs18b20:
-        return self._add(EmulatedDs18b20(device_id, climate, **kwargs))  # type: ignore[return-value,arg-type]
+    def add_ds18b20(self, device_id: str, climate: Climate | None = None, **kwargs: Any) -> EmulatedDs18b20:
+        return self.add(EmulatedDs18b20(device_id, climate, **kwargs))
 
-    def add_dht22(
-        self, iio_device: str = "iio:device0", climate: Climate | None = None, **kwargs: object
-    ) -> EmulatedDht22:
-        return self._add(EmulatedDht22(iio_device, climate, **kwargs))  # type: ignore[return-value,arg-type]
+    def add_dht22(self, iio_device: str = "iio:device0", climate: Climate | None = None, **kwargs: Any) -> EmulatedDht:
+        return self.add(EmulatedDht(iio_device, climate, frame=dht22_frame, **kwargs))
 
     def remove(self, name: str) -> None:
         """The device disappears (unplugged 1-Wire sensor, unloaded overlay): its directory goes away."""
         shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
 
     def restore(self, name: str) -> None:
-        self._add(self.devices[name])
+        self.add(self.devices[name])
 
     def reader(self, path: str) -> str:
         """Stands in for sensors.sysfs.read_text: FileNotFoundError when the file is gone, else the kernel's text."""

@@ -29,16 +29,6 @@ QUANTITIES: dict[str, tuple[str, str, str]] = {
     "pressure_hpa": ("atmospheric_pressure", "hPa", "pressure"),
     "battery_pct": ("battery", "%", "battery"),
 }
-# What each local chip measures, so its entities exist before the first reading.
-TYPE_QUANTITIES: dict[str, tuple[str, ...]] = {
-    "bme280": ("temperature_c", "humidity_pct", "pressure_hpa"),
-    "bmp280": ("temperature_c", "pressure_hpa"),
-    "sht31": ("temperature_c", "humidity_pct"),
-    "sht3x": ("temperature_c", "humidity_pct"),
-    "mcp9808": ("temperature_c",),
-    "ds18b20": ("temperature_c",),
-    "dht22": ("temperature_c", "humidity_pct"),
-}
 PAYLOAD_ON = "ON"
 PAYLOAD_OFF = "OFF"
 PAYLOAD_AUTO = "AUTO"  # not a switch state: an automation may send it to give the display back to its rules
