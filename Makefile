@@ -9,7 +9,7 @@ PORT ?= 8080
 # Debian packages the tests drive for real: a browser, sshd, supervisord's peers, the broker, linters, and for
 # the system tests a Debian root file system (mmdebstrap) booted with systemd-nspawn and a headless sway + grim.
 APT_PACKAGES := chromium chromium-driver openssh-server openssh-client rsync shellcheck wrk mosquitto \
-	systemd fonts-dejavu-core procps strace python3-venv curl openssl fonts-noto-color-emoji \
+	systemd fonts-dejavu-core procps strace iproute2 python3-venv curl openssl fonts-noto-color-emoji \
 	mmdebstrap systemd-container sway grim
 
 .PHONY: run test soak bench lint format system-deps clean

@@ -17,6 +17,15 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO = Path(__file__).resolve().parent.parent
 
 
+def require(ok: object, message: str) -> None:
+    """What a test needs from the machine (root, an address, a tool). Missing: a failure in CI, a skip on a laptop."""
+    if ok:
+        return
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def require_tool(name: str, *, search_path: str | None = None, hint: str = "make system-deps installs it") -> str:
     """Path of a tool the test drives for real. Missing: a failure in CI, a skip on a laptop.
 
@@ -24,11 +33,8 @@ def require_tool(name: str, *, search_path: str | None = None, hint: str = "make
     Debian's /usr/bin/chromium.
     """
     path = (shutil.which(name, path=search_path) if search_path else None) or shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed ({hint})"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    require(path, f"{name} is not installed ({hint})")
+    assert path is not None
     return path
 
 

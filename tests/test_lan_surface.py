@@ -23,7 +23,7 @@ from tornado.netutil import bind_sockets
 from server.config import ConfigError
 from server.core.handlers import PageStaticHandler, is_page_file
 from server.core.hostcheck import HostPolicy, host_name_of, interface_addresses
-from tests.conftest import REPO, make_config, require_tool
+from tests.conftest import REPO, make_config, require, require_tool
 from tests.procutil import ServerProcess
 from tests.serverthread import ServerThread
 
@@ -341,8 +341,7 @@ def test_missing_host_is_refused_by_http11_and_tolerated_for_http10(srv: ServerT
 def test_a_phone_on_the_lan_reaches_a_server_bound_to_all_interfaces(tmp_path: Path) -> None:
     """python -m server on 0.0.0.0, reached at this machine's own non-loopback address as a phone would."""
     lan = sorted(a for a in interface_addresses() if ":" not in a and not a.startswith("127."))
-    if not lan:
-        pytest.skip("this machine has no non-loopback IPv4 address")  # a container with only lo
+    require(lan, "this machine has no non-loopback IPv4 address")  # a container with only lo
     address = lan[0]
     proc = ServerProcess(tmp_path, {"server": {"host": "0.0.0.0"}})
     try:
@@ -359,12 +358,9 @@ def test_a_phone_on_the_lan_reaches_a_server_bound_to_all_interfaces(tmp_path: P
 
 
 def test_interface_addresses_match_what_ip_reports() -> None:
-    import shutil
     import subprocess
 
-    ip = shutil.which("ip")
-    if ip is None:
-        pytest.skip("iproute2 not installed: nothing to compare with")
+    ip = require_tool("ip", hint="iproute2 provides it")
     out = subprocess.run([ip, "-o", "addr", "show"], capture_output=True, text=True, check=True).stdout
     reported = {line.split()[3].split("/")[0] for line in out.splitlines()}
     assert reported

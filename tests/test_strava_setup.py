@@ -23,7 +23,7 @@ import yaml
 
 from server.demo.standin import demo_urls, make_standin_app
 from server.sources.strava import TOKEN_FILE_NAME
-from tests.conftest import REPO
+from tests.conftest import REPO, require
 from tests.fakeapi import FakeApi, serve_app
 from tests.procutil import ServerProcess
 
@@ -227,8 +227,8 @@ def test_a_loose_data_dir_is_made_private(standin: FakeApi, tmp_path: Path) -> N
     assert stat.S_IMODE(loose.stat().st_mode) == 0o700
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="only root can write into another user's folder")
 def test_root_is_sent_to_the_service_user(tmp_path: Path) -> None:
+    require(os.geteuid() == 0, "only root can write into another user's folder")
     from server.sources.strava_setup import SetupError, private_folder
 
     theirs = tmp_path / "var"
