@@ -594,22 +594,7 @@ def test_screenshots_fit_without_scrolling(page_server: HomeboardProcess, page_p
         wait_filled(probe)
         probe.page.wait_for_timeout(300)  # late icons and the lists' fit pass
         probe.page.screenshot(path=str(ARTIFACTS / f"page-{name}.png"))
-        geometry = probe.js(
-            """() => ({
-              scroll: [document.documentElement.scrollWidth, document.documentElement.scrollHeight],
-              widgets: [...document.querySelectorAll('section.w')].map((s) => {
-                const r = s.getBoundingClientRect();
-                return [s.dataset.widget, Math.round(r.left), Math.round(r.top), Math.round(r.right),
-                  Math.round(r.bottom), Math.round(r.width), Math.round(r.height)];
-              }),
-            })"""
-        )
-        assert geometry["scroll"] == [width, height], (name, geometry)
-        for widget, left, top, right, bottom, w, h in geometry["widgets"]:
-            assert (left, top) >= (0, 0), (name, widget)
-            assert right <= width, (name, widget)
-            assert bottom <= height, (name, widget)
-            assert min(w, h) > 100, (name, widget, w, h)
+        assert_fits(probe, width, height, name)
         # A sensor is never dropped silently: on screen, or named in the card's "+N more" note.
         sensors = probe.js(SENSOR_ROWS)
         left_out = [r["name"] for r in sensors["rows"] if not r["visible"]]

@@ -28,10 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.conftest import REPO, free_port, require_tool
-from tests.wheelhouse import build_wheelhouse, snapshot_repo
+from tests.wheelhouse import build_wheelhouse, snapshot_repo, write_pi_config
 
 SECRET = "s3cr3t-balcony-token-5d1f"  # a test value that must never show up in any output
 DEBIAN_ARCHIVE = (
@@ -365,17 +364,8 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     )
     server_port = free_port()
     config = base / "config.yaml"
-    config.write_text(
-        "# config for the sandbox Pi. Not a value, so not a secret it needs: ${COMMENTED_OUT}\n"
-        + yaml.safe_dump(
-            {
-                "server": {"host": "127.0.0.1", "port": server_port},
-                "timezone": "Europe/Stockholm",
-                "remote_sensors": [{"id": "balcony", "name": "Balcony", "token": "${BALCONY_TOKEN}"}],
-                "display": {"backend": "none"},
-            },
-            sort_keys=False,
-        )
+    write_pi_config(
+        config, server_port, "config for the sandbox Pi. Not a value, so not a secret it needs: ${COMMENTED_OUT}"
     )
     sb = Sandbox(base, repo, port, base / "client_key", base / "ssh_config", user, server_port, config)
     try:

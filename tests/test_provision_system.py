@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests import nspawn
 from tests.conftest import REPO, free_port, require, require_tool
-from tests.wheelhouse import build_wheelhouse, snapshot_repo
+from tests.wheelhouse import build_wheelhouse, snapshot_repo, write_pi_config
 
 SECRET = "s3cr3t-nspawn-token-91c2"
 TIMINGS = REPO / "tests" / "artifacts" / "system-timings.json"
@@ -100,18 +99,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     build_wheelhouse(wheels, repo / "pyproject.toml")
     server_port = free_port()
     config = base / "config.yaml"
-    config.write_text(
-        "# the container's config; ${NOT_A_VALUE} is only a comment\n"
-        + yaml.safe_dump(
-            {
-                "server": {"host": "127.0.0.1", "port": server_port},
-                "timezone": "Europe/Stockholm",
-                "remote_sensors": [{"id": "balcony", "name": "Balcony", "token": "${BALCONY_TOKEN}"}],
-                "display": {"backend": "none"},
-            },
-            sort_keys=False,
-        )
-    )
+    write_pi_config(config, server_port, "the container's config; ${NOT_A_VALUE} is only a comment")
     machine_dir = base / "machine"
     machine_dir.mkdir()
     with nspawn.booted(machine_dir, free_port(), [f"{wheels}:/var/cache/homeboard-wheels"]) as (machine, build, boot):

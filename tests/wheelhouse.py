@@ -1,4 +1,4 @@
-"""What the provisioning tests install from: an offline wheelhouse and a snapshot of the working tree."""
+"""What the provisioning tests install from: an offline wheelhouse, a snapshot of the working tree, a Pi's config."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import shutil
 import tomllib
 import zipfile
 from pathlib import Path
+
+import yaml
 
 from tests.conftest import REPO
 
@@ -81,3 +83,20 @@ def snapshot_repo(dest: Path) -> Path:
     ignore = shutil.ignore_patterns(".git", ".venv", "var", "__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache")
     shutil.copytree(REPO, dest, ignore=ignore, symlinks=True)
     return dest
+
+
+def write_pi_config(path: Path, server_port: int, comment: str) -> None:
+    """The config a provisioned test machine gets: a LAN sensor whose token is a secret, no screen switching.
+    `comment` is its first line: a ${NAME} there is only a comment, never a secret the machine needs."""
+    path.write_text(
+        f"# {comment}\n"
+        + yaml.safe_dump(
+            {
+                "server": {"host": "127.0.0.1", "port": server_port},
+                "timezone": "Europe/Stockholm",
+                "remote_sensors": [{"id": "balcony", "name": "Balcony", "token": "${BALCONY_TOKEN}"}],
+                "display": {"backend": "none"},
+            },
+            sort_keys=False,
+        )
+    )
