@@ -16,6 +16,7 @@ from server.config import Config, ConfigError, load_config, replace
 from server.core.app import Serving
 from server.core.checkconfig import check_startable
 from server.core.datadir import prepare_data_dir
+from server.core.memory import freeze_startup
 from server.core.sdnotify import Notifier
 from server.core.tls import CertificateError, ReloadingCertificate
 from server.homeboard import Homeboard
@@ -77,6 +78,7 @@ async def serve(cfg: Config) -> int:
             print(f"homeboard: config error: {err}", file=sys.stderr)
             return 2
     board = Homeboard.build(cfg)
+    freeze_startup()  # before the first connection: see server/core/memory.py
     try:
         serving = await Serving.start(board, host=cfg.server.host, port=cfg.server.port, cert=cert)
     except OSError as err:
