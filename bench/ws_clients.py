@@ -1,6 +1,7 @@
 """N WebSocket clients in one process, and the device that feeds the server: the load side of `make bench`.
 
-Raw asyncio protocols, so that the clients cost little next to the server they measure. The device posts
+Raw non-blocking sockets read from the loop's reader callbacks, so that the clients cost little next to the
+server they measure; each frame is timed twice (see Client). The device posts
 readings (`--drive post`: POST /api/sensors/{id}/readings with a bearer token, a new connection per reading
 as a LAN sensor does) or publishes them to an MQTT broker (`--drive mqtt`, QoS 1). Each reading carries its
 sequence number in `humidity_pct` (seq/100), which the server echoes in the `sensor/{id}` topic, so every
@@ -20,6 +21,8 @@ import datetime as dt
 import json
 import os
 import re
+import socket
+import struct
 import sys
 import time
 from pathlib import Path
@@ -30,34 +33,79 @@ SEQ_RE = re.compile(rb'"humidity_pct":\s*(\d+(?:\.\d+)?)')
 WARMUP = 10  # the first readings of a run wake caches and the history writer: sent, not counted
 
 
-class Client(asyncio.Protocol):
-    def __init__(self, host: str, port: int, arrivals: list[tuple[int, float]]) -> None:
+# Linux's SO_TIMESTAMPNS (asm-generic/socket.h; the socket module does not name it): each read carries the
+# time its data reached this socket, a struct timespec of CLOCK_REALTIME (two native longs).
+SO_TIMESTAMPNS = 35
+TIMESPEC = struct.Struct("@ll")
+ANCILLARY_BYTES = socket.CMSG_SPACE(TIMESPEC.size)
+# One receive buffer for every client: the loop reads one socket at a time and parses before the next read.
+SCRATCH = bytearray(65536)
+SCRATCH_VIEW = memoryview(SCRATCH)
+
+
+class Client:
+    """One WebSocket client on a raw non-blocking socket, read with recvmsg from the loop's reader callback.
+
+    Each frame gets two times: when it reached the socket (the kernel's receive time stamp: the server's
+    latency) and when this process read it (that plus the wait behind the other clients' frames here: a
+    thousand browsers do not share one Python thread, these clients do).
+    """
+
+    def __init__(self, host: str, port: int, arrivals: list[tuple[int, float, float]]) -> None:
         self.buf = bytearray()
-        self.handshaken = False
         self.host, self.port = host, port
-        self.arrivals = arrivals  # (seq, perf_counter at arrival), shared by all clients
+        self.arrivals = arrivals  # (seq, reached the socket, read), perf_counter seconds, shared by all clients
         self.seqs: set[int] = set()
-        self.connected = asyncio.get_running_loop().create_future()
+        self.loop = asyncio.get_running_loop()
+        self.connected = self.loop.create_future()  # done once the snapshot frame is in
+        self.handshaken = False
         self.closed = False
+        self.unstamped = 0  # reads that came without the kernel's receive time
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setblocking(False)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+    async def connect(self) -> None:
+        await self.loop.sock_connect(self.sock, (self.host, self.port))
         key = base64.b64encode(os.urandom(16)).decode()
-        transport.write(
-            (
-                f"GET /ws HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
+        request = (
+            f"GET /ws HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+        await self.loop.sock_sendall(self.sock, request)
+        self.loop.add_reader(self.sock.fileno(), self.readable)
+        await self.connected
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
         if not self.connected.done():
             self.connected.set_exception(ConnectionError("closed before the snapshot"))
 
-    def data_received(self, data: bytes) -> None:
-        now = time.perf_counter()  # first thing: parsing below must not count as server latency
-        self.buf += data
+    def readable(self) -> None:
+        try:
+            nbytes, ancillary, _flags, _addr = self.sock.recvmsg_into((SCRATCH,), ANCILLARY_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        read = time.perf_counter()  # first thing: parsing below must not count as server latency
+        if nbytes == 0:
+            self.close()
+            return
+        reached = None
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                sec, nsec = TIMESPEC.unpack(data)
+                # CLOCK_REALTIME → perf_counter (CLOCK_MONOTONIC), with the offset of this very moment
+                reached = sec + nsec / 1e9 - (time.time() - read)
+        if reached is None:  # reported: a figure without the kernel's time would quietly include our own queue
+            self.unstamped += 1
+            reached = read
+        self.buf += SCRATCH_VIEW[:nbytes]
         if not self.handshaken:
             end = self.buf.find(b"\r\n\r\n")
             if end < 0:
@@ -81,7 +129,7 @@ class Client(asyncio.Protocol):
             payload = bytes(self.buf[off : off + n])
             del self.buf[: off + n]
             if opcode == 0x9:  # ping: answer, or the server drops us as half-open (as it should)
-                self.transport.write(masked_frame(0xA, payload))
+                self.sock.send(masked_frame(0xA, payload))
                 continue
             if opcode != 1:
                 continue
@@ -95,7 +143,7 @@ class Client(asyncio.Protocol):
             if m:
                 seq = round(float(m.group(1)) * 100)
                 self.seqs.add(seq)
-                self.arrivals.append((seq, now))
+                self.arrivals.append((seq, reached, read))
 
 
 def masked_frame(opcode: int, payload: bytes) -> bytes:
@@ -196,17 +244,12 @@ async def main() -> None:
     args = p.parse_args()
     if args.count > MAX_READINGS:
         p.error(f"--count: at most {MAX_READINGS} (the sequence number travels in humidity_pct)")
-    loop = asyncio.get_running_loop()
-    arrivals: list[tuple[int, float]] = []
+    arrivals: list[tuple[int, float, float]] = []
     protos: list[Client] = []
     for i in range(0, args.clients, 100):  # connect in batches: a backlog of 1000 SYNs at once is not the test
-        batch = [
-            loop.create_connection(lambda: Client("127.0.0.1", args.port, arrivals), "127.0.0.1", args.port)
-            for _ in range(min(100, args.clients - i))
-        ]
-        for _t, proto in await asyncio.gather(*batch):
-            protos.append(proto)
-        await asyncio.gather(*(pr.connected for pr in protos))
+        batch = [Client("127.0.0.1", args.port, arrivals) for _ in range(min(100, args.clients - i))]
+        await asyncio.gather(*(client.connect() for client in batch))
+        protos += batch
     print(json.dumps({"connected": len(protos)}), flush=True)
     if args.hold:
         await asyncio.sleep(args.hold)
@@ -219,7 +262,8 @@ async def main() -> None:
     deadline = time.monotonic() + 10  # the tail: whatever has not arrived 10 s after the last send is lost
     while time.monotonic() < deadline and any(not expected <= pr.seqs for pr in protos):
         await asyncio.sleep(0.1)
-    latencies = [(t - sent[seq]) * 1000 for seq, t in arrivals if seq in expected]
+    latencies = [(reached - sent[seq]) * 1000 for seq, reached, _read in arrivals if seq in expected]
+    read_latencies = [(read - sent[seq]) * 1000 for seq, _reached, read in arrivals if seq in expected]
     lost = sum(len(expected - pr.seqs) for pr in protos)
     print(
         json.dumps(
@@ -233,12 +277,15 @@ async def main() -> None:
                 "p50_ms": round(pct(latencies, 0.50), 2),
                 "p99_ms": round(pct(latencies, 0.99), 2),
                 "max_ms": round(max(latencies) if latencies else float("nan"), 2),
+                "unstamped_reads": sum(pr.unstamped for pr in protos),
+                "read_p50_ms": round(pct(read_latencies, 0.50), 2),
+                "read_p99_ms": round(pct(read_latencies, 0.99), 2),
             }
         ),
         flush=True,
     )
     for pr in protos:
-        pr.transport.close()
+        pr.close()
 
 
 if __name__ == "__main__":
