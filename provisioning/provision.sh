@@ -210,7 +210,9 @@ find_local_python() {
 
 # The config, validated here by the server's own loader before anything goes to the Pi. A secret that is
 # not in this shell's environment may already be on the Pi (secrets.env): it gets a stand-in value for the
-# check only (the Pi warns later if it really has none).
+# check only (the Pi warns later if it really has none). Files the config names (TLS certificates, a
+# secrets_file) are on the Pi, not here: --for-another-machine takes their paths as written; if one is
+# missing on the Pi, the server's own error shows at the restart step.
 step_check_config() {
 	step check_config "checking $CONFIG_FILE on this computer"
 	find_local_python
@@ -222,7 +224,7 @@ step_check_config() {
 		[ -n "$(printenv "$name" || true)" ] || stand_ins+=("$name=provision-check-0123456789abcdef0123456789abcdef")
 	done
 	out=$(cd "$REPO_ROOT" && env ${stand_ins[@]+"${stand_ins[@]}"} "$LOCAL_PY" -m server --check-config \
-		--config "$CONFIG_FILE" 2>&1 </dev/null) || status=$?
+		--for-another-machine --config "$CONFIG_FILE" 2>&1 </dev/null) || status=$?
 	case "$status" in
 	0) info "  the config is valid" ;;
 	2) fatal "config error in $CONFIG_FILE: $(printf '%s\n' "$out" | grep -v '^$' | tail -n 1 | sed 's/^homeboard: config error: //')" ;;

@@ -38,8 +38,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="validate the config and its ${NAME} secrets, then exit (0: fine, 2: error); starts nothing",
     )
+    p.add_argument(
+        "--for-another-machine",
+        action="store_true",
+        help="with --check-config, for a config written for another machine (a Pi, checked on a laptop): the files "
+        "it names (secrets_file, TLS certificates and keys) are on that machine, so they are not read here",
+    )
     p.add_argument("--version", action="version", version=f"homeboard {__version__}")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.for_another_machine and not args.check_config:
+        p.error("--for-another-machine goes with --check-config")
+    return args
 
 
 def apply_overrides(cfg: Config, args: argparse.Namespace) -> Config:
@@ -114,9 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     faulthandler.enable()  # a hang killed by the watchdog (SIGABRT) or a crash in C prints the Python stack
     args = parse_args(argv)
     try:
-        cfg = apply_overrides(load_config(args.config, demo=args.demo), args)
+        files_here = not args.for_another_machine
+        cfg = apply_overrides(load_config(args.config, demo=args.demo, files_here=files_here), args)
         if args.check_config:
-            check_startable(cfg)  # binds no port, creates no data_dir, calls no API
+            check_startable(cfg, files_here)  # binds no port, creates no data_dir, calls no API
         else:
             prepare_data_dir(cfg.data_dir)
     except ConfigError as err:

@@ -489,7 +489,8 @@ class _Secrets:
     def __init__(self, env: dict[str, str], file_values: dict[str, str], lenient: bool) -> None:
         self.env = env
         self.file_values = file_values
-        self.lenient = lenient  # demo mode: a missing secret becomes a placeholder
+        # demo mode, or a config checked for another machine: a missing secret becomes a placeholder
+        self.lenient = lenient
 
     def expand(self, text: str, path: str) -> str:
         if m := _BARE_REF_RE.fullmatch(text.strip()):
@@ -543,8 +544,15 @@ def read_secrets_file(path: str) -> dict[str, str]:
     return values
 
 
-def parse_config(data: Any, *, env: dict[str, str] | None = None, demo: bool = False) -> Config:
-    """Validate an already-parsed YAML document into a Config."""
+def parse_config(
+    data: Any, *, env: dict[str, str] | None = None, demo: bool = False, files_here: bool = True
+) -> Config:
+    """Validate an already-parsed YAML document into a Config.
+
+    files_here=False: the config is for another machine (provisioning checks a Pi's config on a laptop). The files
+    it names (secrets_file, TLS certificates and keys) are on that machine: their paths are taken as written and
+    not read, and a ${NAME} not in the environment is taken to be in the secrets_file, when there is one.
+    """
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -556,13 +564,20 @@ def parse_config(data: Any, *, env: dict[str, str] | None = None, demo: bool = F
     if secrets_file is not None:
         if not isinstance(secrets_file, str):
             raise ConfigError(f"secrets_file: expected a string, got {_describe(secrets_file)}")
-        file_values = read_secrets_file(secrets_file)
-    cfg = _build(Config, data, "", _Secrets(env, file_values, lenient=demo))
-    _check(cfg)
+        if files_here:
+            file_values = read_secrets_file(secrets_file)
+    lenient = demo or (secrets_file is not None and not files_here)
+    cfg = _build(Config, data, "", _Secrets(env, file_values, lenient=lenient))
+    _check(cfg, files_here)
     return cfg
 
 
-def _check(cfg: Config) -> None:
+def _check_readable(path: str | None, key: str, files_here: bool) -> None:
+    if path is not None and files_here and not os.access(path, os.R_OK):
+        raise ConfigError(f"{key}: cannot read {path}")
+
+
+def _check(cfg: Config, files_here: bool = True) -> None:
     """Cross-field rules the types cannot express."""
     try:
         import zoneinfo
@@ -576,9 +591,7 @@ def _check(cfg: Config) -> None:
         missing = "server.tls.keyfile" if tls.keyfile is None else "server.tls.certfile"
         raise ConfigError(f"{missing}: required when the other TLS file is set")
     for key in ("certfile", "keyfile"):
-        path = getattr(tls, key)
-        if path is not None and not os.access(path, os.R_OK):
-            raise ConfigError(f"server.tls.{key}: cannot read {path}")
+        _check_readable(getattr(tls, key), f"server.tls.{key}", files_here)
     _check_calendar(cfg.sources.calendar)
     seen: set[str] = set()
     for section in ("sensors", "remote_sensors"):
@@ -600,7 +613,7 @@ def _check(cfg: Config) -> None:
                 known = ", ".join(PAGE_WIDGETS)
                 raise ConfigError(f"page.{key}[{i}]: unknown widget {_describe(name)} (known: {known})")
     if cfg.mqtt is not None:
-        _check_mqtt(cfg.mqtt, seen)
+        _check_mqtt(cfg.mqtt, seen, files_here)
 
 
 def _check_ids(items: tuple[SensorConfig | RemoteSensorConfig, ...], section: str, seen: set[str]) -> None:
@@ -691,7 +704,7 @@ def _check_mqtt_topic(value: str | None, path: str) -> None:
         raise ConfigError(f"{path}: must not start or end with / or start with $ (got {_describe(value)})")
 
 
-def _check_mqtt(mqtt: MqttConfig, sensor_ids: set[str]) -> None:
+def _check_mqtt(mqtt: MqttConfig, sensor_ids: set[str], files_here: bool) -> None:
     """The mqtt section: topics without wildcards, a follower names its leader, MQTT sensor ids are unique."""
     if not mqtt.host:
         raise ConfigError("mqtt.host: required (the broker's host name or address)")
@@ -706,9 +719,7 @@ def _check_mqtt(mqtt: MqttConfig, sensor_ids: set[str]) -> None:
         if mqtt.tls.keyfile is not None and mqtt.tls.certfile is None:
             raise ConfigError("mqtt.tls.certfile: required when mqtt.tls.keyfile is set")
         for key in ("ca_certs", "certfile", "keyfile"):
-            path = getattr(mqtt.tls, key)
-            if path is not None and not os.access(path, os.R_OK):
-                raise ConfigError(f"mqtt.tls.{key}: cannot read {path}")
+            _check_readable(getattr(mqtt.tls, key), f"mqtt.tls.{key}", files_here)
     if mqtt.reconnect_max_s < mqtt.reconnect_min_s:
         raise ConfigError("mqtt.reconnect_max_s: must be at least mqtt.reconnect_min_s")
     if mqtt.role == "follower":
@@ -781,9 +792,11 @@ def _check_hhmm(value: str | None, path: str) -> None:
         raise ConfigError(f'{path}: expected a time like "07:30", got {_describe(value)}')
 
 
-def load_config(path: str | os.PathLike[str], *, env: dict[str, str] | None = None, demo: bool = False) -> Config:
-    """Read and validate a config file. Raises ConfigError with a one-line message."""
-    return parse_config(read_document(path), env=env, demo=demo)
+def load_config(
+    path: str | os.PathLike[str], *, env: dict[str, str] | None = None, demo: bool = False, files_here: bool = True
+) -> Config:
+    """Read and validate a config file. Raises ConfigError with a one-line message. files_here: see parse_config."""
+    return parse_config(read_document(path), env=env, demo=demo, files_here=files_here)
 
 
 def read_document(path: str | os.PathLike[str]) -> Any:

@@ -168,3 +168,46 @@ def test_a_certificate_that_does_not_load_fails_the_check(tmp_path: Path) -> Non
         f"data_dir: {tmp_path / 'var'}\nserver: {{tls: {{certfile: {tmp_path}/a.pem, keyfile: {tmp_path}/a.key}}}}\n"
     )
     assert check("--config", str(cfg)).returncode == 0
+
+
+def test_a_config_for_the_pi_checked_on_a_laptop(tmp_path: Path) -> None:
+    """Certificates, keys and a secrets file that exist only on the Pi: the plain check names the first one it
+    cannot read; --for-another-machine (what provisioning runs) checks everything else and passes. A real error
+    still fails it, and the flag alone, without --check-config, is refused."""
+    pi = "/etc/homeboard-not-on-this-machine"
+    cfg = tmp_path / "pi.yaml"
+    text = (
+        f"data_dir: /var/lib/homeboard\nsecrets_file: {pi}/secrets.env\n"
+        f"server: {{host: 0.0.0.0, tls: {{certfile: {pi}/tls/fullchain.pem, keyfile: {pi}/tls/privkey.pem}}}}\n"
+        f"sources:\n  weather: {{api_key: '${{WEATHERAPI_KEY}}', query: Stockholm}}\n"
+        f"mqtt: {{host: broker.lan, port: 8883, tls: {{ca_certs: {pi}/mqtt-ca.pem}}}}\n"
+    )
+    cfg.write_text(text)
+    plain = check("--config", str(cfg))
+    assert plain.returncode == 2
+    assert (
+        plain.stderr.strip()
+        == f"homeboard: config error: secrets_file: cannot read {pi}/secrets.env: No such file or directory"
+    )
+    elsewhere = check("--for-another-machine", "--config", str(cfg))
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    assert elsewhere.stdout.strip() == f"homeboard: config ok: {cfg}"
+    cfg.write_text(text.replace("port: 8883", "port: 88830"))
+    wrong = check("--for-another-machine", "--config", str(cfg))
+    assert wrong.returncode == 2
+    assert "mqtt.port" in wrong.stderr
+    # Without a secrets_file, a secret must still come from the environment (provisioning supplies stand-ins).
+    cfg.write_text(text.replace(f"secrets_file: {pi}/secrets.env\n", ""))
+    unset = check("--for-another-machine", "--config", str(cfg))
+    assert unset.returncode == 2
+    assert "${WEATHERAPI_KEY} is not set" in unset.stderr
+    assert check("--for-another-machine", "--config", str(cfg), env={"WEATHERAPI_KEY": "k"}).returncode == 0
+    alone = subprocess.run(
+        [sys.executable, "-m", "server", "--for-another-machine", "--config", str(cfg)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert alone.returncode == 2
+    assert "--for-another-machine goes with --check-config" in alone.stderr

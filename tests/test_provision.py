@@ -660,6 +660,21 @@ def test_a_config_typo_never_reaches_the_pi(sandbox: Sandbox) -> None:
     assert _tree_digest(fresh) == before
 
 
+def test_files_that_exist_only_on_the_pi_pass_the_laptop_check(sandbox: Sandbox) -> None:
+    """A TLS certificate and an MQTT CA under /etc on the Pi (as config.yaml's comments suggest) are not on the
+    laptop: the local check takes their paths as written and the run goes on (here a dry run)."""
+    pi_files = sandbox.base / "pi-files.yaml"
+    pi_files.write_text(
+        sandbox.config.read_text()
+        + "mqtt: {host: broker.lan, port: 8883, tls: {ca_certs: /etc/homeboard-not-here/mqtt-ca.pem}}\n"
+    )
+    fresh = sandbox.make_root("pi-files")
+    run = sandbox.run(fresh, "--dry-run", config=pi_files)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "the config is valid" in run.stdout + run.stderr
+    assert "Dry run:" in run.stdout
+
+
 def test_plain_debian_gets_debian_packages_and_sway(sandbox: Sandbox) -> None:
     mini_pc = sandbox.make_root("debian", model="", archive=DEBIAN_ARCHIVE, rpi_issue=False)
     run = sandbox.run(mini_pc, "--dry-run")

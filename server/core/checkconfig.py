@@ -7,10 +7,11 @@ from server.config import Config, ConfigError
 from server.core.tls import CertificateError, ReloadingCertificate
 
 
-def check_startable(cfg: Config) -> None:
-    """Raises ConfigError with the same one line a start would print."""
+def check_startable(cfg: Config, files_here: bool = True) -> None:
+    """Raises ConfigError with the same one line a start would print. files_here=False: the certificate files
+    are on the machine the config is for, not read here."""
     tls = cfg.server.tls
-    if tls.certfile and tls.keyfile:
+    if files_here and tls.certfile and tls.keyfile:
         try:
             ReloadingCertificate(tls.certfile, tls.keyfile)  # loads the pair into a context and drops it
         except CertificateError as err:
