@@ -731,3 +731,59 @@ def test_a_screen_that_never_settles_is_an_error_not_the_state_asked_for(tmp_pat
     assert state.status == "error"
     assert state.error == "cec: asked to switch the screen on, but after 0 s it is not"
     assert state.data is None  # never read back: no made-up "on"
+
+
+def test_at_boot_the_screen_is_waiting_for_the_wall_session_not_failing(standins: Path, tmp_path: Path) -> None:
+    """The server is up before the compositor: the topic stays `waiting` (never an error, never a made-up
+    "on"), healthz stays ok, and the first tick after the session appears switches and reads back. A session
+    that has not come within SESSION_WAIT_S is an error."""
+    clock = Clock(1_800_000_000.0)
+    hub = Hub(TZ, "test", clock=clock)
+    config = DisplayConfig(backend="wlopm", output="HDMI-A-1")
+    ctl = DisplayController(
+        hub, config, make_backend("wlopm", config), tz=TZ, run_blocking=_direct,
+        state_path=tmp_path / "display.json", clock=clock,
+    )  # fmt: skip
+
+    async def scenario() -> None:
+        await ctl.start()
+        await ctl.stop()
+        state = hub.get("display")
+        assert (state.status, state.data, state.error) == ("waiting", None, None)
+        assert ctl.health()["status"] == "ok"
+        clock.now += 20
+        await ctl.tick()
+        assert hub.get("display").status == "waiting"
+        live = socket.socket(socket.AF_UNIX)  # labwc comes up
+        live.bind(str(standins / "run" / "wayland-0"))
+        live.listen(16)
+        try:
+            clock.now += display_mod.TICK_S  # the next tick, not RETRY_S later
+            await ctl.tick()
+        finally:
+            live.close()
+        state = hub.get("display")
+        assert state.status == "ok", state.error
+        assert state.data == {"power": "on", "reason": "always on", "mode": "auto"}
+        assert ["--json", "--on", "HDMI-A-1"] in argvs(standins, "wlopm")
+
+    asyncio.run(scenario())
+
+    late = DisplayController(
+        Hub(TZ, "test", clock=clock), config, make_backend("wlopm", config), tz=TZ, run_blocking=_direct,
+        state_path=tmp_path / "display2.json", clock=clock,
+    )  # fmt: skip
+
+    async def no_session_ever() -> None:
+        await late.start()
+        await late.stop()
+        assert late.hub.get("display").status == "waiting"
+        clock.now += display_mod.SESSION_WAIT_S
+        await late.tick()
+        state = late.hub.get("display")
+        assert state.status == "error"
+        assert "is the wall session running?" in state.error
+        assert state.data is None
+        assert late.health()["status"] == "degraded"
+
+    asyncio.run(no_session_ever())

@@ -35,6 +35,10 @@ class DisplayError(Exception):
     """Switching or reading the screen failed. The message says what to check; it never contains a secret."""
 
 
+class NoSession(DisplayError):
+    """No live Wayland session to talk to: at boot the server is up before the wall session, for a while."""
+
+
 class Backend(Protocol):
     name: str
 
@@ -115,7 +119,7 @@ class WaylandCommands(Commands):
         runtime_dir = self.env["XDG_RUNTIME_DIR"]
         name = find_wayland_display(runtime_dir, self.preferred)
         if name is None:
-            raise DisplayError(
+            raise NoSession(
                 f"no Wayland display: no live wayland-* socket in {runtime_dir} (is the wall session running?)"
             )
         self.env["WAYLAND_DISPLAY"] = name

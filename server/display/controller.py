@@ -39,7 +39,7 @@ from server.core.atomic import atomic_write_bytes
 from server.core.handlers import BaseHandler
 from server.core.hub import WAITING, Hub, TopicState
 from server.core.jsonutil import dumpb
-from server.display.backends import BACKEND_NAMES, Backend, DisplayError, make_backend
+from server.display.backends import BACKEND_NAMES, Backend, DisplayError, NoSession, make_backend
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,10 @@ MODES = ("auto", "on", "off")
 STATE_FILE = "display.json"
 TICK_S = 5.0  # schedule and motion timeouts are checked this often
 RETRY_S = 60.0  # a failed switch is tried again after this long
+# At boot the server starts before the wall's Wayland session (autologin, then the compositor): until the screen
+# has answered once, and for this long after start, "no session" is the topic's `waiting`, tried again every tick,
+# not an error held for RETRY_S. Generous: a slow SD card and a first boot's setup delay the session.
+SESSION_WAIT_S = 180.0
 READBACK_POLL_S = 2.0
 
 
@@ -150,6 +154,7 @@ class DisplayController:
         self.failed_at: float | None = None  # last failed switch (retried after RETRY_S)
         self.failed_for: Decision | None = None
         self.verified_at = 0.0
+        self.waiting_for_session = False  # logged once while the boot's session is not up yet
         self._lock = asyncio.Lock()
         self._callbacks: list[PeriodicCallback] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -251,6 +256,12 @@ class DisplayController:
         word = "on" if decision.power else "off"
         try:
             await self.run_blocking(backend.set_power, decision.power)
+        except NoSession as err:
+            if self.read_back is None and self.clock() - self.started_at < SESSION_WAIT_S:
+                self._wait_for_session(err)
+                return
+            self._fail(decision, f"{backend.name}: could not switch the screen {word}: {err}")
+            return
         except DisplayError as err:
             await self._read_quietly(backend)  # what the screen shows now, for the topic's data
             self._fail(decision, f"{backend.name}: could not switch the screen {word}: {err}")
@@ -261,6 +272,9 @@ class DisplayController:
             self._fail(decision, f"{backend.name}: switched the screen {word}, but cannot read it back: {err}")
             return
         self.verified_at = self.clock()
+        if self.waiting_for_session:
+            log.info("display: the wall session is up")
+            self.waiting_for_session = False
         if actual is None:
             wait = f"{self.config.readback_wait_s:g} s"
             self._fail(decision, f"{backend.name}: asked to switch the screen {word}, but after {wait} it is not")
@@ -275,6 +289,12 @@ class DisplayController:
         self.failed_at = self.failed_for = None
         log.info("display %s (%s)", word, decision.reason)
         self._publish(decision)
+
+    def _wait_for_session(self, err: NoSession) -> None:
+        """Boot, before the wall session is up: the topic stays `waiting` (nothing read yet); the next tick tries."""
+        if not self.waiting_for_session:
+            log.info("display: waiting for the wall session (%s)", err)
+            self.waiting_for_session = True
 
     async def _read_quietly(self, backend: Backend) -> None:
         """After a failed switch: read the real state if the backend can tell; a failing read changes nothing."""
