@@ -28,6 +28,7 @@ from tests.procutil import ServerProcess
 from tests.serverthread import ServerThread
 
 TOKEN = "balcony-token-0123456789abcdef"
+DISPLAY_TOKEN = "display-token-0123456789abcdef"
 INGEST = "/api/sensors/balcony/readings"
 HOSTNAME = socket.gethostname().lower()
 
@@ -87,6 +88,7 @@ def srv(tmp_path: Path) -> Iterator[ServerThread]:
         tmp_path,
         server={"allowed_hosts": ["wall.home.arpa", "10.9.8.7"]},
         remote_sensors=[{"id": "balcony", "token": TOKEN}],
+        display={"token": DISPLAY_TOKEN},
     )
     server = ServerThread(config).start()
     yield server
@@ -449,6 +451,20 @@ def test_a_body_past_the_drain_limit_is_answered_then_cut(srv: ServerThread, chu
     status, _, answer = ingest(srv, huge, TOKEN, chunked_body=chunked_body, read_while_sending=True)
     assert (status, answer) == (413, {"error": "body: larger than 4096 bytes"})
     assert ingest(srv, b'{"temperature_c": 21.5}', TOKEN)[0] == 201
+
+
+@pytest.mark.parametrize("chunked_body", [False, True], ids=["content-length", "chunked"])
+def test_the_display_switch_answers_json_for_a_body_of_any_size(srv: ServerThread, chunked_body: bool) -> None:
+    """POST /api/display takes the same care: 401 or 413 as JSON, never tornado's bare 400, and goes on working."""
+    for body in (MB, b"x" * (9 << 20)):
+        kw = {"chunked_body": chunked_body, "path": "/api/display", "read_while_sending": True}
+        status, headers, answer = ingest(srv, body, "wrong-token", **kw)
+        assert (status, answer) == (401, {"error": "missing or wrong bearer token"})
+        assert headers["content-type"].startswith("application/json")
+        assert ingest(srv, body, DISPLAY_TOKEN, **kw)[::2] == (413, {"error": "body: larger than 1024 bytes"})
+    status, _, answer = ingest(srv, b'{"power": "off"}', DISPLAY_TOKEN, path="/api/display", chunked_body=chunked_body)
+    assert status == 409  # read and understood: this test server has no screen switch (display.backend: none)
+    assert "display.backend is none" in answer["error"]
 
 
 def test_a_1mb_body_with_a_wrong_token_through_a_plain_http_client(srv: ServerThread) -> None:

@@ -36,7 +36,7 @@ from tornado.ioloop import PeriodicCallback
 
 from server.config import DisplayConfig
 from server.core.atomic import atomic_write_bytes
-from server.core.handlers import BaseHandler
+from server.core.handlers import SmallBodyHandler
 from server.core.hub import WAITING, Hub, TopicState
 from server.core.jsonutil import dumpb
 from server.display.backends import BACKEND_NAMES, Backend, DisplayError, NoSession, make_backend
@@ -372,8 +372,10 @@ class DisplayController:
 # ------------------------------------------------------------------------------------------ HTTP
 
 
-class DisplayHandler(BaseHandler):
+class DisplayHandler(SmallBodyHandler):
     """GET: the display state. POST {"power": "on" | "off" | "auto"} with Authorization: Bearer <display.token>."""
+
+    MAX_BODY_BYTES = 1024  # {"power": "auto"} and room to spare
 
     def initialize(self, controller: DisplayController, token: str | None) -> None:
         self.controller = controller
@@ -382,19 +384,24 @@ class DisplayHandler(BaseHandler):
     def get(self) -> None:
         self.write_json(self.controller.report())
 
-    async def post(self) -> None:
+    def before_body(self) -> tuple[int, dict[str, Any]] | None:
         if not self.token:
-            self.write_json({"error": "manual display control is off: set display.token in config.yaml"}, 403)
-            return
+            return (403, {"error": "manual display control is off: set display.token in config.yaml"})
         header = self.request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
-        # Constant-time: a wrong token takes as long to refuse whatever its prefix.
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token.encode()):
+        # Constant-time: a wrong token takes as long to refuse whatever its prefix. Header text is latin-1 in
+        # tornado: back to its raw bytes.
+        given_bytes = given.strip().encode("latin-1", "replace")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, self.token.encode("utf-8")):
             self.set_header("WWW-Authenticate", 'Bearer realm="homeboard"')
-            self.write_json({"error": "missing or wrong bearer token"}, 401)
+            return (401, {"error": "missing or wrong bearer token"})
+        return None
+
+    async def post(self) -> None:
+        if self.answered():
             return
         try:
-            body = json.loads(self.request.body or b"null")
+            body = json.loads(self.body() or b"null")
         except ValueError:
             body = None
         if not isinstance(body, dict):

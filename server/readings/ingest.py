@@ -19,20 +19,15 @@ from typing import Any
 import tornado.web
 
 from server.config import RemoteSensorConfig
-from server.core.handlers import BaseHandler
+from server.core.handlers import SmallBodyHandler
 from server.core.timeutil import parse_iso
 from server.readings.history import HistoryError
 from server.readings.path import ReadingPath
 from server.readings.reading import QUANTITIES, Reading, ReadingError, iso_time, make_reading
 
 MAX_BODY_BYTES = 4096
-# A body whose answer is known before it is read (404, 401, 413) is drained up to this size before the JSON
-# answer, so the client reads it instead of a connection reset; anything larger is answered at once and the
-# connection closed.
-DRAIN_LIMIT_BYTES = 4 << 20
 MAX_INT_DIGITS = 20
 FIELDS = (*QUANTITIES, "measured_at")
-TOO_LARGE = {"error": f"body: larger than {MAX_BODY_BYTES} bytes"}
 EXAMPLE = '{"temperature_c": 21.5, "humidity_pct": 40.2, "measured_at": "2026-11-25T14:05:00+01:00"}'
 
 
@@ -148,9 +143,10 @@ def reading_from_body(sensor_id: str, doc: dict[str, Any], *, now_s: float, max_
     return make_reading(sensor_id, values, measured_at_s=measured_at_s, now_s=now_s, max_age_s=max_age_s, source=source)
 
 
-@tornado.web.stream_request_body
-class IngestHandler(BaseHandler):
+class IngestHandler(SmallBodyHandler):
     """Order of checks: unknown sensor 404 → token 401 → size 413 → body 400 → shown → durable store → 201."""
+
+    MAX_BODY_BYTES = MAX_BODY_BYTES
 
     def initialize(
         self,
@@ -161,50 +157,17 @@ class IngestHandler(BaseHandler):
         self.sensors = sensors
         self.readings = readings
         self.clock = clock
-        self._chunks: list[bytes] = []
-        self._size = 0
         self._sensor: RemoteSensorConfig | None = None
-        self._early: tuple[int, dict[str, Any]] | None = None  # an answer decided before the body was read
 
-    def prepare(self) -> None:
-        if self.request.method != "POST":
-            return  # tornado answers 405
+    def before_body(self) -> tuple[int, dict[str, Any]] | None:
         sensor = self.sensors.get(self.path_args[0])
         if sensor is None:
-            self._early = (404, {"error": f"unknown sensor {_quote(self.path_args[0], 64)}"})
-        elif not self._authorized(sensor):
+            return (404, {"error": f"unknown sensor {_quote(self.path_args[0], 64)}"})
+        if not self._authorized(sensor):
             self.set_header("WWW-Authenticate", 'Bearer realm="homeboard"')
-            self._early = (401, {"error": "unauthorized"})
-        else:
-            self._sensor = sensor
-        length = self.request.headers.get("Content-Length")
-        if self._early is None and length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            self._early = (413, TOO_LARGE)
-        if self._early is not None:
-            self._answer_after_drain(length)
-
-    def _answer_after_drain(self, length: str | None) -> None:
-        """The answer is decided before the body is read: read the body and drop it, then answer (in post()).
-
-        Whatever the answer (404, 401 or 413), the client gets it as JSON: tornado's own limit would otherwise
-        cut in first with a bare 400 and no body. Answering while the client still sends is often lost in the
-        connection reset that follows, so a body up to DRAIN_LIMIT_BYTES is drained first; a larger one is
-        answered at once and the connection closed.
-        """
-        connection = self.request.connection
-        if length is not None and (not length.isdigit() or int(length) > DRAIN_LIMIT_BYTES):
-            status, body = self._early or (413, TOO_LARGE)
-            self.write_json(body, status)  # not worth reading: answer and close the connection
-            return
-        if connection is not None and hasattr(connection, "set_max_body_size"):
-            # A declared length: exactly that much is read. Chunked: data_received stops at DRAIN_LIMIT_BYTES.
-            connection.set_max_body_size(int(length) if length is not None else 1 << 62)
-        self._chunks.clear()
-
-    def _too_large(self) -> None:
-        """A chunked body grew past MAX_BODY_BYTES while being read."""
-        self._early = (413, TOO_LARGE)
-        self._answer_after_drain(None)
+            return (401, {"error": "unauthorized"})
+        self._sensor = sensor
+        return None
 
     def _authorized(self, sensor: RemoteSensorConfig) -> bool:
         scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
@@ -212,26 +175,8 @@ class IngestHandler(BaseHandler):
         given = token.strip().encode("latin-1", "replace")
         return scheme.lower() == "bearer" and hmac.compare_digest(given, sensor.token.encode("utf-8"))
 
-    def data_received(self, chunk: bytes) -> None:
-        self._size += len(chunk)
-        if self._finished:
-            return
-        if self._early is not None:  # the answer is decided: drain and drop
-            if self._size > DRAIN_LIMIT_BYTES:
-                status, body = self._early
-                self.write_json(body, status)  # a chunked body past the drain limit: answer and close
-            return
-        if self._size <= MAX_BODY_BYTES:
-            self._chunks.append(chunk)
-        else:
-            self._too_large()  # a chunked body without a length
-
     async def post(self, sensor_id: str) -> None:
-        if self._finished:
-            return
-        if self._early is not None:
-            status, body = self._early
-            self.write_json(body, status)
+        if self.answered():
             return
         sensor = self._sensor
         if sensor is None:  # pragma: no cover - prepare() sets either _sensor or _early
@@ -239,7 +184,7 @@ class IngestHandler(BaseHandler):
         try:
             reading = reading_from_body(
                 sensor.id,
-                decode_json(b"".join(self._chunks)),
+                decode_json(self.body()),
                 now_s=self.clock(),
                 max_age_s=self.readings.retention_s,
                 source="lan",
