@@ -19,6 +19,7 @@ from types import ModuleType
 import pytest
 import yaml
 
+from server.display.backends import find_wayland_display as server_find_wayland_display
 from tests.conftest import REPO, free_port, require_tool
 
 LAUNCHER = REPO / "kiosk" / "launcher" / "homeboard_kiosk.py"
@@ -68,7 +69,7 @@ def _crashed_profile(profile: Path, **profile_keys: object) -> Path:
 def _listening_socket(path: Path) -> socket.socket:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(str(path))
-    s.listen(4)
+    s.listen(64)  # never accepted: each probe of the socket stays queued
     return s
 
 
@@ -239,9 +240,22 @@ def test_the_live_wayland_socket_wins_over_a_stale_or_wrong_one(tmp_path: Path) 
         assert kiosk.find_wayland_display(str(runtime), "wayland-0") == "wayland-1"
         platform, env = kiosk.resolve_platform("auto", {"XDG_RUNTIME_DIR": str(runtime)}, wait_s=1)
         assert (platform, env["WAYLAND_DISPLAY"]) == ("wayland", "wayland-1")
+        # The server's screen switch runs in the venv and the launcher with the system python3 alone, so each has
+        # its copy of the rule: they must pick the same socket, or the browser and wlopm talk to different ones.
+        for preferred in (None, "wayland-0", "wayland-1"):
+            assert server_find_wayland_display(str(runtime), preferred) == "wayland-1"
+        live2 = _listening_socket(runtime / "wayland-2")
+        try:
+            for preferred in (None, "wayland-2"):
+                assert server_find_wayland_display(str(runtime), preferred) == kiosk.find_wayland_display(
+                    str(runtime), preferred
+                )
+        finally:
+            live2.close()
     finally:
         live.close()
     assert kiosk.find_wayland_display(str(runtime), None) is None
+    assert server_find_wayland_display(str(runtime), None) is None
 
 
 def test_no_display_is_a_clear_error_after_the_wait(tmp_path: Path) -> None:

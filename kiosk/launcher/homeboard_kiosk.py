@@ -284,6 +284,8 @@ def find_wayland_display(runtime_dir: str | None, preferred: str | None) -> str 
 
     WAYLAND_DISPLAY may be stale or wrong (wayland-1 while labwc listens on wayland-0: the crash loop in
     MagicMirror PR #4268), so every candidate is checked by connecting to it, the preferred one first.
+    The server's screen switch (server/display/backends.py) has its own copy of this rule, as this file may
+    import nothing of the server's; tests/test_launcher.py checks that both pick alike.
     """
     candidates: list[str] = []
     if preferred:

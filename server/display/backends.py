@@ -71,7 +71,8 @@ def find_wayland_display(runtime_dir: str, preferred: str | None = None) -> str 
     """The live Wayland socket: `preferred` if it answers, else the lowest wayland-N that does.
 
     Not simply $WAYLAND_DISPLAY: the compositor may have come back on wayland-1 while a stale wayland-0
-    file stays behind (MagicMirror PR #4268).
+    file stays behind (MagicMirror PR #4268). The kiosk launcher has the same rule in its own copy (it runs with
+    the system python3 and the standard library alone); tests/test_launcher.py checks that both pick alike.
     """
     names = [preferred] if preferred else []
     try:
