@@ -7,6 +7,7 @@ start/stop sequence of its own. What the config leaves out is built inert (no se
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import logging
 import os
@@ -81,8 +82,6 @@ class Homeboard:
         executor = concurrent.futures.ThreadPoolExecutor(config.server.executor_threads, thread_name_prefix="hb-io")
 
         def run_blocking(fn: Callable[..., Any], *args: Any) -> Any:
-            import asyncio
-
             return asyncio.get_running_loop().run_in_executor(executor, fn, *args)
 
         runner = SourceRunner(hub, executor)
@@ -198,8 +197,6 @@ class Homeboard:
             except Exception:  # keep stopping the rest: a failed flush is logged, not a hang
                 log.exception("stopping: %s failed", getattr(step, "__qualname__", step))
         blob = self.laststate.snapshot_blob(self.hub)
-        import asyncio
-
         await asyncio.get_running_loop().run_in_executor(self.executor, self.laststate.save_blob, blob)
 
     async def _close_sensors(self) -> None:
