@@ -203,6 +203,11 @@ def test_availability_topics_of_each_preset() -> None:
     assert _availability(b'{"state": "offline"}') == "offline"
     assert _availability(b'{"state":"online"}') == "online"
     assert _availability(b"maybe") is None
+    assert _availability(b"ONLINE\n") == "online"
+    assert _availability(b'{\n\t"state":\t"Online",\n\t"since": 1764000000\n}') == "online"
+    assert _availability(b'{"device": {"state": "offline"}, "state": "online"}') == "online"  # the top level's
+    for not_a_state in (b"{", b'{"state": 1}', b'["online"]', b'{"status": "online"}', b'"online"', b""):
+        assert _availability(not_a_state) is None, not_a_state
 
 
 def test_shared_topic_patterns_and_leader_messages() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -55,16 +56,18 @@ def default_availability_topic(sensor: MqttSensorConfig) -> str | None:
 
 
 def _availability(payload: bytes) -> str | None:
-    """ "online" / "offline" from the shapes devices use: plain (any case) or Zigbee2MQTT's {"state": ...}."""
+    """ "online" / "offline" from the shapes devices use: plain text in any case (ESPHome, Tasmota's LWT) or a JSON
+    object with a "state" (Zigbee2MQTT), however it is spaced. Anything else: None (ignored, not a state)."""
     text = payload.decode("utf-8", "replace").strip()
     if text.startswith("{"):
-        state = text.lower().replace(" ", "")
-        if '"state":"offline"' in state:
-            return "offline"
-        if '"state":"online"' in state:
-            return "online"
-        return None
-    lowered = text.lower()
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return None
+        text = doc.get("state") if isinstance(doc, dict) else None
+        if not isinstance(text, str):
+            return None
+    lowered = text.strip().lower()
     return lowered if lowered in ("online", "offline") else None
 
 
