@@ -165,6 +165,7 @@ class Homeboard:
         the demo world, the inputs and outputs, MQTT, then the sources."""
         if restore:
             restored = self.laststate.load_into(self.hub)
+            self.readings.name_restored()
             if restored:
                 log.info("restored %d topics from last-known state (stale until refreshed)", restored)
         await self.history.open()

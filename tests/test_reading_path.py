@@ -165,6 +165,25 @@ def test_topics_are_the_current_configs(tmp_path: Path) -> None:
     assert ("attic", 12.0) in stored(tmp_path / "var"), "its history stays"
 
 
+def test_a_sensor_renamed_in_the_config_is_renamed_at_the_restart(tmp_path: Path) -> None:
+    """Not at its next reading (an hour away for a sleepy device): the restored value keeps its time and
+    staleness, and carries the name the config gives now."""
+    srv = ServerThread(make_config(tmp_path, remote_sensors=REMOTE)).start()
+    try:
+        assert post(srv, {"temperature_c": 2.0, "measured_at": at(-30)})[0] == 201
+        before = topics(srv)["sensor/balcony"]
+    finally:
+        srv.stop()
+    renamed = [{**REMOTE[0], "name": "Terrace"}]
+    again = ServerThread(make_config(tmp_path, remote_sensors=renamed)).start()
+    try:
+        restored = topics(again)["sensor/balcony"]
+        assert restored["data"] == {**before["data"], "name": "Terrace"}
+        assert (restored["updated_at"], restored["stale"], restored["status"]) == (before["updated_at"], True, "ok")
+    finally:
+        again.stop()
+
+
 def test_a_version_1_history_is_updated_in_place(tmp_path: Path) -> None:
     data_dir = tmp_path / "var"
     data_dir.mkdir()

@@ -46,6 +46,18 @@ class ReadingPath:
         self.sensors[sensor_id] = SensorEntry(name or sensor_id, max_age_s)
         self.hub.declare(sensor_topic(sensor_id), max_age_s)
 
+    def name_restored(self) -> None:
+        """After the last-known state is loaded: a restored reading carries the name it was shown with, and the
+        config's name is the one to show (a sensor renamed in config.yaml is renamed on the wall at the restart,
+        not at its next reading, which for a sleepy device may be an hour away). Its time and staleness stay."""
+        for sensor_id, entry in self.sensors.items():
+            topic = sensor_topic(sensor_id)
+            state = self.hub.get(topic)
+            if state is None or not state.restored or not isinstance(state.data, dict):
+                continue
+            if state.data.get("name") != entry.name:
+                self.hub.restore(topic, {**state.data, "name": entry.name}, state.updated_at)
+
     @property
     def retention_s(self) -> float:
         """How old a reading may be: the history keeps raw readings this long, an older one has nowhere to go."""
