@@ -48,7 +48,7 @@ document.addEventListener("securitypolicyviolation", (e) => {
 
 
 def require_chromium() -> str:
-    """Chromium's path. Missing: a failure in CI (CI=true), a skip on a laptop."""
+    """Chromium's path. Missing: a failure naming how to install it."""
     return require_tool("chromium", search_path=os.path.dirname(CHROMIUM))
 
 

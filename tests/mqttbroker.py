@@ -32,7 +32,7 @@ def mosquitto_path() -> str:
         return found
     if os.access(SBIN_MOSQUITTO, os.X_OK):
         return SBIN_MOSQUITTO
-    return require_tool("mosquitto")  # fails in CI, skips on a laptop without it
+    return require_tool("mosquitto")  # missing: a failure naming the fix
 
 
 class Broker:

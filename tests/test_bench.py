@@ -21,7 +21,7 @@ WARMUP = 10  # bench/ws_clients.py: the first readings are sent and not counted
 
 
 def test_bench_measures_post_and_mqtt_to_every_client(tmp_path: Path) -> None:
-    mosquitto_path()  # fails in CI, skips on a laptop without Mosquitto
+    mosquitto_path()  # missing Mosquitto: a failure naming the fix
     out = tmp_path / "bench.json"
     run = subprocess.run(
         [
