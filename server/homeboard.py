@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import datetime as dt
 import logging
 import os
 import time
@@ -103,7 +104,7 @@ class Homeboard:
         for remote in config.remote_sensors:
             readings.add_sensor(remote.id, remote.name, remote.max_age_s)  # stale when the device stops reporting
 
-        _add_remote_sources(config, runner, data_dir, demo)
+        _add_remote_sources(config, tz, runner, data_dir, demo)
 
         gpio_config = config.gpio
         backend = gpio_config.backend
@@ -266,7 +267,7 @@ def _gpio_factory(kind: str) -> Callable[[], Any]:
     return make
 
 
-def _add_remote_sources(config: Config, runner: SourceRunner, data_dir: str, demo: Demo | None) -> None:
+def _add_remote_sources(config: Config, tz: dt.tzinfo, runner: SourceRunner, data_dir: str, demo: Demo | None) -> None:
     """A poller for each of sources.weather / departures / strava / calendar that the config has (absent: off).
 
     In demo mode the same sources point at the built-in stand-in: the production code path, other endpoints.
@@ -275,7 +276,6 @@ def _add_remote_sources(config: Config, runner: SourceRunner, data_dir: str, dem
         # One set of pollers per household: API limits count per application, not per screen (server/mqtt).
         log.info("remote sources: none (MQTT follower: they come from %s)", config.mqtt.leader)
         return
-    tz = zone(config.timezone)
     urls = demo.urls if demo is not None else {}
     sources = config.sources
     if sources.weather is not None:

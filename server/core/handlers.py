@@ -80,17 +80,18 @@ class SmallBodyHandler(BaseHandler):
         self._early: tuple[int, dict[str, Any]] | None = None  # an answer decided before the body was read
         if self.request.method != "POST":
             return
-        self._early = self.before_body()
+        early = self.before_body()
         length = self.request.headers.get("Content-Length")
-        if self._early is None and length is not None and (not length.isdigit() or int(length) > self.MAX_BODY_BYTES):
-            self._early = (413, self.too_large())
-        if self._early is not None:
-            self._answer_after_drain(length)
+        if early is None and length is not None and (not length.isdigit() or int(length) > self.MAX_BODY_BYTES):
+            early = (413, self.too_large())
+        if early is not None:
+            self._answer_after_drain(early, length)
 
-    def _answer_after_drain(self, length: str | None) -> None:
+    def _answer_after_drain(self, early: tuple[int, dict[str, Any]], length: str | None) -> None:
         """The answer is decided before the body is read: read the body and drop it, then answer (answered())."""
+        self._early = early
         if length is not None and (not length.isdigit() or int(length) > DRAIN_LIMIT_BYTES):
-            status, body = self._early or (413, self.too_large())
+            status, body = early
             self.write_json(body, status)  # not worth reading: answer and close the connection
             return
         connection = self.request.connection
@@ -111,8 +112,7 @@ class SmallBodyHandler(BaseHandler):
         if self._size <= self.MAX_BODY_BYTES:
             self._chunks.append(chunk)
         else:  # a chunked body without a length grew too large while being read
-            self._early = (413, self.too_large())
-            self._answer_after_drain(None)
+            self._answer_after_drain((413, self.too_large()), None)
 
     def answered(self) -> bool:
         """In post(), first: True when the answer was decided before the body (now sent) or already sent."""
