@@ -1,5 +1,5 @@
-"""GPIO inputs (PIR, buttons) behind one small pin interface, with an RPi.GPIO/rpi-lgpio backend and an
-emulated one. Edge callbacks arrive on the backend's own thread: hand them to your event loop.
+"""GPIO inputs (PIR, buttons) behind one small pin interface, with a Raspberry Pi backend (rpi-lgpio's RPi.GPIO
+API) and an emulated one. Edge callbacks arrive on the backend's own thread: hand them to your event loop.
 
     pins = open_backend("auto")
     pins.setup_input(17, "down")
@@ -19,7 +19,8 @@ MODEL_FILE = "/proc/device-tree/model"
 
 
 class GpioError(SensorError):
-    """GPIO cannot be used (library missing, not a Pi, Pi 5 without rpi-lgpio, no permission)."""
+    """GPIO cannot be used (library missing or failing, not a Pi, no GPIO chip, no permission): one line, the fix
+    included."""
 
 
 class PinBackend(Protocol):
@@ -47,7 +48,7 @@ def is_raspberry_pi(model_file: str = MODEL_FILE) -> bool:
 
 
 def open_backend(kind: str = "auto") -> PinBackend:
-    """ "rpi": RPi.GPIO (or rpi-lgpio's drop-in); "emulated": no hardware; "auto": rpi on a Raspberry Pi, else
+    """ "rpi": the Pi's pins through rpi-lgpio; "emulated": no hardware; "auto": rpi on a Raspberry Pi, else
     emulated. Raises GpioError when "rpi" (or "auto" on a Pi) cannot be used: a Pi must never fall back
     silently to emulated pins."""
     if kind == "emulated" or (kind == "auto" and not is_raspberry_pi()):
