@@ -135,6 +135,13 @@ def test_the_lgpio_pipe_message_names_lg_wd_when_it_is_set(monkeypatch: pytest.M
     assert message.startswith("lgpio cannot create its notification pipe in /run/homeboard (")
 
 
+class _LgpioError(Exception):
+    """lgpio.error: its str() is the repr of its value."""
+
+    def __str__(self) -> str:
+        return repr(self.args[0])
+
+
 class _Library:
     """rpi-lgpio's module as far as RpiPins uses it, failing the way the real one does without a GPIO chip."""
 
@@ -155,7 +162,8 @@ class _Library:
 @pytest.mark.parametrize(
     ("library", "expected"),
     [
-        (_Library(setmode=RuntimeError("can not open gpiochip")), "cannot open the Pi's /dev/gpiochip*"),
+        # lgpio.error, as rpi-lgpio lets it through from lgpio.gpiochip_open: its text is its message's repr.
+        (_Library(setmode=_LgpioError("can not open gpiochip")), "cannot open the Pi's /dev/gpiochip* (can not open"),
         (
             _Library(setmode=RuntimeError("Cannot determine SOC peripheral base address")),
             "classic RPi.GPIO is installed, which cannot drive a Pi 5",

@@ -22,7 +22,8 @@ REINSTALL = "run provision.sh again, or: .venv/bin/pip install rpi-lgpio"
 
 
 def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
+    # lgpio.error's text is the repr of its message ("'can not open gpiochip'"): without the quotes.
+    return " ".join(str(err).strip("'").split()) or type(err).__name__
 
 
 def explain_import(err: BaseException, environ: Mapping[str, str] = os.environ, cwd: str | None = None) -> str:
@@ -67,10 +68,15 @@ def explain(err: BaseException) -> str:
 
 def load_gpio(import_module: Callable[[str], Any] = importlib.import_module) -> Any:
     """The RPi.GPIO module (rpi-lgpio's). Raises GpioError with one line for any failure."""
+    cwd = os.getcwd()
     try:
         return import_module("RPi.GPIO")
     except Exception as err:  # a boundary: anything the library raises at import becomes one line
-        raise GpioError(explain_import(err)) from err
+        raise GpioError(explain_import(err, cwd=cwd)) from err
+    finally:
+        # lgpio moves the process into $LG_WD at import (its FIFO is open by then): a relative path of the
+        # server's must not move with it.
+        os.chdir(cwd)
 
 
 class RpiPins:
