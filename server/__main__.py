@@ -13,13 +13,13 @@ import threading
 
 from server import __version__
 from server.config import Config, ConfigError, load_config, replace
-from server.core.app import Serving
 from server.core.checkconfig import check_startable
 from server.core.datadir import prepare_data_dir
 from server.core.memory import freeze_startup
 from server.core.sdnotify import Notifier
 from server.core.tls import CertificateError, ReloadingCertificate
 from server.homeboard import Homeboard
+from server.web.app import Serving
 
 log = logging.getLogger("server")
 
@@ -73,7 +73,7 @@ def setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # Tornado logs every request at INFO through its own logger; ours (server.core.app.log_request) replaces it.
+    # Tornado logs every request at INFO through its own logger; ours (server.web.app.log_request) replaces it.
     logging.getLogger("tornado.access").setLevel(logging.WARNING)
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import hmac
 import json
 import logging
 import os
@@ -36,7 +35,6 @@ from tornado.ioloop import PeriodicCallback
 
 from server.config import DisplayConfig
 from server.core.atomic import atomic_write_bytes
-from server.core.handlers import SmallBodyHandler
 from server.core.hub import WAITING, Hub, TopicState
 from server.core.jsonutil import dumpb
 from server.display.backends import BACKEND_NAMES, Backend, DisplayError, NoSession, make_backend
@@ -367,54 +365,6 @@ class DisplayController:
         if state is not None and state.status == "error":
             report.update(status="degraded", error=state.error)
         return report
-
-
-# ------------------------------------------------------------------------------------------ HTTP
-
-
-class DisplayHandler(SmallBodyHandler):
-    """GET: the display state. POST {"power": "on" | "off" | "auto"} with Authorization: Bearer <display.token>."""
-
-    MAX_BODY_BYTES = 1024  # {"power": "auto"} and room to spare
-
-    def initialize(self, controller: DisplayController, token: str | None) -> None:
-        self.controller = controller
-        self.token = token
-
-    def get(self) -> None:
-        self.write_json(self.controller.report())
-
-    def before_body(self) -> tuple[int, dict[str, Any]] | None:
-        if not self.token:
-            return (403, {"error": "manual display control is off: set display.token in config.yaml"})
-        header = self.request.headers.get("Authorization", "")
-        scheme, _, given = header.partition(" ")
-        # Constant-time: a wrong token takes as long to refuse whatever its prefix. Header text is latin-1 in
-        # tornado: back to its raw bytes.
-        given_bytes = given.strip().encode("latin-1", "replace")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, self.token.encode("utf-8")):
-            self.set_header("WWW-Authenticate", 'Bearer realm="homeboard"')
-            return (401, {"error": "missing or wrong bearer token"})
-        return None
-
-    async def post(self) -> None:
-        if self.answered():
-            return
-        try:
-            body = json.loads(self.body() or b"null")
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            self.write_json({"error": 'body must be a JSON object: {"power": "on" | "off" | "auto"}'}, 400)
-            return
-        power = body.get("power")
-        if power not in MODES:
-            self.write_json({"error": 'power: expected "on", "off" or "auto"'}, 400)
-            return
-        if self.controller.backend is None:
-            self.write_json({"error": "display.backend is none: there is no screen switch to control"}, 409)
-            return
-        self.write_json(await self.controller.set_mode(power))
 
 
 # ------------------------------------------------------------------------------------------ probe

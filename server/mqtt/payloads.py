@@ -19,7 +19,7 @@ import math
 from typing import Any
 
 from server.config import MqttSensorConfig
-from server.readings.ingest import IngestError, decode_json
+from server.readings.body import IngestError, decode_json
 from server.readings.reading import SHOWN
 
 QUANTITIES = ("temperature_c", "humidity_pct", "pressure_hpa", "battery_pct")

@@ -1,4 +1,5 @@
-"""Sensor history in SQLite: one writer thread with batched commits, retention, and downsampled queries.
+"""Sensor history in SQLite: one writer thread with batched commits, retention, and downsampled queries
+(GET /api/sensors/{id}/history is server/web/history.py).
 
 Durability: WAL with synchronous=FULL, so a committed batch survives a
 power cut, and commits are batched (at most every history.commit_interval_s) so the SD card sees few
@@ -134,7 +135,7 @@ def _is_corruption(err: sqlite3.Error) -> bool:
     )
 
 
-def _as_iso(ms: float, tz: dt.tzinfo) -> str:
+def as_iso(ms: float, tz: dt.tzinfo) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, tz).isoformat(timespec="seconds")
 
 
@@ -227,7 +228,7 @@ class History:
             "status": "ok" if self.status == "ok" else "degraded",
             "db": self.status,
             "error": self.error,
-            "last_commit": None if self.last_commit is None else _as_iso(self.last_commit * 1000, self.tz),
+            "last_commit": None if self.last_commit is None else as_iso(self.last_commit * 1000, self.tz),
             "pending": self._queue.qsize() + len(self._pending),
             "stored": self.stored,
             "dropped": self.dropped,
@@ -560,72 +561,10 @@ class History:
             n, time_sum, t_n, t_sum, h_n, h_sum, p_n, p_sum = buckets[b]
             points.append(
                 {
-                    "t": _as_iso(time_sum / n, self.tz),
+                    "t": as_iso(time_sum / n, self.tz),
                     "temperature_c": _round(t_sum / t_n) if t_n else None,
                     "humidity_pct": _round(h_sum / h_n) if h_n else None,
                     "pressure_hpa": _round(p_sum / p_n) if p_n else None,
                 }
             )
         return points
-
-
-def _parse_time_arg(name: str, text: str | None, default: float) -> float:
-    from server.core.timeutil import parse_iso
-
-    if text is None or text == "":
-        return default
-    # An unencoded "+01:00" in a query string arrives as " 01:00": put the plus back.
-    if len(text) > 6 and text[-6] == " " and text[-5:-3].isdigit():
-        text = text[:-6] + "+" + text[-5:]
-    try:
-        return parse_iso(text)
-    except ValueError as err:
-        raise ValueError(f"{name}: expected an ISO 8601 time with offset, like 2026-11-25T14:05:00+01:00") from err
-
-
-def history_handler() -> type:
-    """The GET /api/sensors/{id}/history handler class (built lazily: tornado is only needed by the server)."""
-    from server.core.handlers import BaseHandler
-
-    class HistoryHandler(BaseHandler):
-        def initialize(self, history: History, knows: Callable[[str], bool], clock: Callable[[], float]) -> None:
-            self.history = history
-            self.knows = knows  # the reading path's sensors: wired, LAN, MQTT and a leader's
-            self.clock = clock
-
-        async def get(self, sensor_id: str) -> None:
-            if not self.knows(sensor_id):
-                self.write_json({"error": f"unknown sensor {sensor_id[:64]!r}"}, 404)
-                return
-            now = self.clock()
-            try:
-                until_s = _parse_time_arg("until", self.get_query_argument("until", None), now)
-                since_s = _parse_time_arg("since", self.get_query_argument("since", None), until_s - 86400)
-                max_points = int(self.get_query_argument("max_points", "1000"))
-            except ValueError as err:
-                message = str(err) if str(err).startswith(("since", "until")) else "max_points: expected 1..1000"
-                self.write_json({"error": message}, 400)
-                return
-            if not 1 <= max_points <= 1000:
-                self.write_json({"error": "max_points: expected 1..1000"}, 400)
-                return
-            if since_s > until_s:
-                self.write_json({"error": "since: must not be later than until"}, 400)
-                return
-            try:
-                points = await self.history.query(sensor_id, since_s, until_s, max_points)
-            except sqlite3.Error as err:
-                log.warning("history query for %s failed: %s", sensor_id, err)
-                self.write_json({"error": "history database unavailable"}, 503)
-                return
-            tz = self.history.tz
-            self.write_json(
-                {
-                    "sensor_id": sensor_id,
-                    "since": _as_iso(since_s * 1000, tz),
-                    "until": _as_iso(until_s * 1000, tz),
-                    "points": points,
-                }
-            )
-
-    return HistoryHandler
