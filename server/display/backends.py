@@ -395,3 +395,19 @@ def make_backend(
     if name == "vcgencmd":
         return VcgencmdBackend(Commands(env, timeout_s))
     raise ValueError(f"unknown display backend {name!r}")
+
+
+def probe(config: DisplayConfig, environ: dict[str, str] | None = None, sysfs_root: str = "/sys") -> list[str]:
+    """One line per backend: does reading the screen state work here? Switches nothing."""
+    lines = []
+    for name in BACKEND_NAMES:
+        backend = make_backend(name, config, environ, sysfs_root)
+        mark = "*" if name == config.backend else " "
+        try:
+            state = backend.read_power()
+        except DisplayError as err:
+            lines.append(f"{mark} {name:<10} no: {err}")
+            continue
+        shown = "in transition" if state is None else ("on" if state else "off")
+        lines.append(f"{mark} {name:<10} works: the screen is {shown}")
+    return lines
