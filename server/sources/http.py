@@ -22,7 +22,7 @@ import urllib3.connectionpool
 from requests.structures import CaseInsensitiveDict
 
 from server import __version__
-from server.sources.base import AuthError, PayloadError, RateLimitedError, SourceError, TransientError
+from server.core.source import AuthError, PayloadError, RateLimitedError, SourceError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +317,7 @@ def parse_retry_after(value: str | None, now_s: float | None = None, *, max_s: f
 class HttpClient:
     """One requests.Session per source, with the project's HTTP policy. Not shared between sources.
 
-    Every error raised is a server.sources.base.SourceError whose message names the host and never contains a
+    Every error raised is a server.core.source.SourceError whose message names the host and never contains a
     secret: URLs are redacted, and every value passed to add_secret() (API keys, tokens) is scrubbed as well.
     """
 

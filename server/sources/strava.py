@@ -22,7 +22,7 @@ from typing import Any
 
 from server.config import StravaConfig
 from server.core.atomic import atomic_write_bytes, sweep_temp_files
-from server.sources.base import AuthError, RateLimitedError, SourceError, TransientError, stale_after_s
+from server.core.source import AuthError, RateLimitedError, SourceError, TransientError, stale_after_s
 from server.sources.fields import Reader
 from server.sources.http import HttpClient, HttpResponse, upstream_text
 

@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from server.config import ConfigError, parse_config, read_document, read_secrets_file
 from server.core.datadir import prepare_data_dir
-from server.sources.base import SourceError
+from server.core.source import SourceError
 from server.sources.http import HttpClient, upstream_text
 from server.sources.strava import (
     DEFAULT_AUTHORIZE_URL,
