@@ -67,7 +67,7 @@ class TokenState:
 
 
 class TokenStore:
-    """strava_token.json in data_dir, written with server.atomic (temp, fsync, rename, fsync dir; mode 0600)."""
+    """strava_token.json in data_dir, written with server.core.atomic (temp, fsync, rename, fsync dir; mode 0600)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
