@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from server.config import CalendarConfig, CalendarFeedConfig
 from server.core.atomic import atomic_write_bytes
-from server.sources.base import SourceError, TransientError, stale_after_s
+from server.core.source import SourceError, TransientError, stale_after_s
 from server.sources.calendar_ics import FeedError, check_feed
 from server.sources.http import HttpClient, HttpResponse, parse_retry_after
 
