@@ -6,9 +6,10 @@ server reaches READY under its real unit, a second run changes nothing, the GPIO
 imports under the unit's sandbox, and a fresh clone installs for `make run` / `make test` there.
 
 What qemu-user itself cannot do is replaced, and only in this machine (tests/nspawn.py labels each drop-in):
-`LoadCredential=` in Debian's units, `PrivateUsers=` in ours, SIGRTMIN+4 (powered off from inside instead).
+`LoadCredential=` in Debian's units, `PrivateUsers=` in ours, the homeboard account's user manager (sd-bus
+loops on SO_PEERGROUPS for a user in several groups), SIGRTMIN+4 (powered off from inside instead).
 What no emulator shows: seccomp (`SystemCallFilter=`, `MemoryDenyWriteExecute=`; qemu-user applies no filter),
-a real /dev/gpiochip, I2C and 1-Wire, a Pi's speed. Slow: `make test-arm64`, not part of `make test`.
+`PrivateUsers=`, a real /dev/gpiochip, I2C and 1-Wire, a Pi's speed. Slow: `make test-arm64`, not `make test`.
 """
 
 from __future__ import annotations
