@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sensors.gpio import EdgeCallback, GpioError
+from sensors.gpio.pins import EdgeCallback, GpioError
 
 log = logging.getLogger(__name__)
 

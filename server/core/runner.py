@@ -82,7 +82,7 @@ class SourceRunner:
         if self._started:
             self._start_one(source)
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self._started = True
         for source in self.sources.values():
             self._start_one(source)
