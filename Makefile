@@ -11,8 +11,11 @@ PORT ?= 8080
 APT_PACKAGES := chromium chromium-driver openssh-server openssh-client rsync shellcheck wrk mosquitto \
 	systemd fonts-dejavu-core procps strace iproute2 python3-venv curl openssl fonts-noto-color-emoji \
 	mmdebstrap systemd-container sway grim
+# make test-arm64 also runs a Debian arm64 machine: its programs through qemu-user (binfmt_misc), its root file
+# system built by mmdebstrap for a foreign architecture (arch-test).
+ARM64_APT_PACKAGES := qemu-user-static arch-test
 
-.PHONY: run test soak bench lint format system-deps clean
+.PHONY: run test test-arm64 soak bench lint format system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +30,11 @@ test: $(STAMP)  ## lint, then the whole quick suite
 	$(MAKE) --no-print-directory system-deps
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q -m "not soak"
+	$(PY) -m pytest -q -m "not soak and not arm64"
+
+test-arm64: $(STAMP)  ## provision an emulated Debian arm64 over SSH, install without a compiler (slow: its own tier)
+	$(MAKE) --no-print-directory system-deps APT_PACKAGES="$(APT_PACKAGES) $(ARM64_APT_PACKAGES)"
+	$(PY) -m pytest -q -m arm64 tests/test_provision_arm64.py
 
 soak: $(STAMP)  ## the long fault and load runs
 	$(PY) -m pytest -q -m soak

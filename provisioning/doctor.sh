@@ -81,14 +81,14 @@ remote_doctor() {
 	browser=$(command -v chromium || command -v chromium-browser || true)
 	if [ -n "$browser" ]; then ok "browser: $browser"; else fail "neither chromium nor chromium-browser is installed → sudo apt install chromium"; fi
 
-	# RPi.GPIO on a Pi 5.
+	# The GPIO library: rpi-lgpio on every Pi (classic RPi.GPIO fails on a Pi 5).
 	case "$PI_MODEL" in
-	"Raspberry Pi 5"*)
+	"Raspberry Pi"*)
 		gpio=$(fact_in "$facts" gpio_library)
 		case "$gpio" in
-		lgpio) ok "GPIO: rpi-lgpio (the RPi.GPIO that works on a Pi 5)" ;;
-		rpi.gpio) fail "RPi.GPIO is installed on a Pi 5, where it fails → sudo apt remove python3-rpi.gpio && sudo apt install python3-rpi-lgpio" ;;
-		*) fail "no GPIO library for the PIR and buttons → sudo apt install python3-rpi-lgpio" ;;
+		lgpio) ok "GPIO: rpi-lgpio (works on the Pi 3, 4 and 5)" ;;
+		rpi.gpio) fail "classic RPi.GPIO in $OPT/.venv, which fails on a Pi 5 → sudo $OPT/.venv/bin/pip uninstall -y RPi.GPIO, then run provision.sh again" ;;
+		*) fail "no GPIO library for the PIR and buttons → run provision.sh again (it installs rpi-lgpio with pip)" ;;
 		esac
 		;;
 	esac

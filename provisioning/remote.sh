@@ -231,7 +231,8 @@ remote_check_target() {
 	fact "flavor=$flavor"
 }
 
-# Debian packages: the compositor, the browser, the display tools, the GPIO library. Only missing ones.
+# Debian packages: the compositor, the browser, the display tools. Only missing ones. (The GPIO library is
+# rpi-lgpio from pip, in the Python environment, on every Pi: not a second copy from apt.)
 # No display manager: systemd/homeboard-wall.service starts the compositor itself.
 remote_packages() {
 	local want missing="" p
@@ -246,12 +247,6 @@ remote_packages() {
 		;;
 	debian) want="$want sway chromium" ;;
 	*) die "unknown target flavor '$FLAVOR' (the target check did not run?)" ;;
-	esac
-	case "$PI_MODEL" in
-	# RPi.GPIO cannot drive a Pi 5 ("Cannot determine SOC peripheral base address"); rpi-lgpio provides the
-	# same RPi.GPIO module on top of /dev/gpiochip. The two packages conflict: only one is ever installed.
-	"Raspberry Pi 5"*) want="$want python3-rpi-lgpio" ;;
-	"Raspberry Pi"*) want="$want python3-rpi.gpio" ;;
 	esac
 	for p in $want; do pkg_installed "$p" || missing="$missing $p"; done
 	if [ -z "$missing" ]; then
@@ -330,16 +325,14 @@ remote_venv() {
 	local reqs stamp
 	# A swap interrupted by a power cut leaves .venv.old: put it back first.
 	if [ ! -d "$OPT/.venv" ] && [ -d "$OPT/.venv.old" ]; then mv "$OPT/.venv.old" "$OPT/.venv"; fi
-	# The GPIO library comes from apt (python3-rpi.gpio / python3-rpi-lgpio, seen through
-	# --system-site-packages), not pip: no compiler needed on the Pi, and a Pi 5 needs the lgpio one.
+	# Every dependency from pip (the GPIO library too: rpi-lgpio), in an environment that sees none of the
+	# system's Python packages (an apt python3-rpi.gpio cannot shadow it). Wheels only: a Pi has no compiler,
+	# and pip then names a dependency without a wheel for this machine instead of failing in a C build.
 	reqs=$(printf '%s' "${PYPROJECT_B64:?}" | base64 -d | python3 -c '
-import re, sys, tomllib
-for dep in tomllib.loads(sys.stdin.read())["project"]["dependencies"]:
-    name = re.split(r"[\s;<>=!~\[]", dep, maxsplit=1)[0].lower().replace("_", "-").replace(".", "-")
-    if name != "rpi-gpio":
-        print(dep)
+import sys, tomllib
+print("\n".join(tomllib.loads(sys.stdin.read())["project"]["dependencies"]))
 ') || die "cannot read the dependencies from pyproject.toml"
-	stamp=$(printf '%s\n%s system-site-packages\n' "$reqs" "$(python3 -V)" | sha256sum | cut -d' ' -f1)
+	stamp=$(printf '%s\n%s\n' "$reqs" "$(python3 -V)" | sha256sum | cut -d' ' -f1)
 	if [ -x "$OPT/.venv/bin/python" ] && [ "$(cat "$OPT/.venv/.homeboard-deps" 2>/dev/null || true)" = "$stamp" ]; then
 		echo "dependencies unchanged"
 		return 0
@@ -351,10 +344,10 @@ for dep in tomllib.loads(sys.stdin.read())["project"]["dependencies"]:
 	echo "building the Python environment (a few minutes on a Pi)"
 	mkdir -p "$OPT"
 	rm -rf "$OPT/.venv.new"
-	python3 -m venv --system-site-packages "$OPT/.venv.new" >&2 ||
+	python3 -m venv "$OPT/.venv.new" >&2 ||
 		die "python3 -m venv failed (is python3-venv installed?)"
 	printf '%s\n' "$reqs" >"$OPT/.venv.new/homeboard-requirements.txt"
-	if ! "$OPT/.venv.new/bin/python" -m pip install --disable-pip-version-check --no-input -q \
+	if ! "$OPT/.venv.new/bin/python" -m pip install --disable-pip-version-check --no-input -q --only-binary=:all: \
 		-r "$OPT/.venv.new/homeboard-requirements.txt" >&2; then
 		rm -rf "$OPT/.venv.new"
 		die "pip install failed (see above); the previous environment is untouched"

@@ -139,16 +139,24 @@ def cmd_types(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_common(parser: argparse.ArgumentParser, config: str, demo: object) -> None:
+    """--config and --demo, taken before or after the command."""
+    parser.add_argument("--config", default=config, help="config file (default: ./config.yaml)")
+    parser.add_argument("--demo", action="store_true", default=demo, help="use the emulated demo hardware")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sensors", description="Find and read Homeboard's local sensors.")
-    parser.add_argument("--config", default="config.yaml", help="config file (default: ./config.yaml)")
-    parser.add_argument("--demo", action="store_true", help="use the emulated demo hardware instead of the real buses")
+    _add_common(parser, "config.yaml", False)
     sub = parser.add_subparsers(dest="command", required=True)
     scan = sub.add_parser("scan", help="list the known I2C chips, 1-Wire and IIO devices that answer")
     scan.add_argument("--bus", type=int, default=1, help="I2C bus number (default 1: /dev/i2c-1)")
     read = sub.add_parser("read", help="read the configured sensors once")
     read.add_argument("id", nargs="?", help="only this sensor id")
     sub.add_parser("types", help="list the sensor types config.yaml takes, with their keys and ranges")
+    for command in sub.choices.values():
+        # After the command too (`read --config PATH`, as documented), without overriding one given before it.
+        _add_common(command, argparse.SUPPRESS, argparse.SUPPRESS)
     args = parser.parse_args(argv)
     commands = {"scan": cmd_scan, "read": cmd_read, "types": cmd_types}
     try:

@@ -110,6 +110,23 @@ def test_read_demo_and_one_id(tmp_path: Path) -> None:
     assert missing.stderr == f"homeboard: no sensor with id 'attic' under sensors: in {config}\n"
 
 
+def test_options_go_before_or_after_the_command(tmp_path: Path) -> None:
+    """The documented form is `read [ID] --config PATH`; the older `--config PATH read` keeps working."""
+    config = tmp_path / "config.yaml"
+    config.write_text("demo: true\n")
+    before = run("--config", str(config), "read", "outdoor")
+    after = run("read", "outdoor", "--config", str(config))
+    assert after.returncode == 0, after.stderr
+    assert after.stdout.startswith("outdoor (ds18b20): ")
+    assert after.stdout.split("°C")[1:] == before.stdout.split("°C")[1:]  # the same sensor, both ways
+    demo_after = run("read", "--demo", "--config", str(tmp_path / "absent.yaml"))
+    assert demo_after.returncode == 2  # --demo after the command is taken too: the missing file is still named
+    assert "absent.yaml" in demo_after.stderr
+    scan_after = run("scan", "--demo", "--bus", "1")
+    assert scan_after.returncode == 0, scan_after.stderr
+    assert "i2c-1" in scan_after.stdout
+
+
 def test_read_with_a_wrong_config_names_the_key(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text("sensors:\n  - {id: x, type: bme999}\n")

@@ -1,10 +1,11 @@
-"""GPIO: the emulated pin backend (edges from another thread, bouncetime), the RPi.GPIO backend's failure off a
-Pi, and PIR/button topics on a real server (edges handed to the event loop)."""
+"""GPIO: the emulated pin backend (edges from another thread, bouncetime), the Pi backend's one-line failures
+(off a Pi; each way the library fails), and PIR/button topics on a real server (edges handed to the event loop)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -16,10 +17,11 @@ import tornado.httpclient
 
 from sensors.gpio import GpioError, is_raspberry_pi, open_backend
 from sensors.gpio.emulated import EmulatedPins
+from sensors.gpio.rpi import RpiPins, explain_import, load_gpio
 from server.config import GpioConfig, PinConfig
 from server.core.hub import Hub
 from server.sensing.gpio_inputs import GpioInputs
-from tests.conftest import make_config
+from tests.conftest import make_config, require
 from tests.serverthread import ServerThread
 
 
@@ -76,13 +78,105 @@ def test_emulated_pin_errors() -> None:
 
 
 def test_rpi_backend_off_a_pi_fails_with_one_clear_message() -> None:
-    if is_raspberry_pi():
-        pytest.skip("on a real Pi the RPi.GPIO backend may work")
-    with pytest.raises(GpioError, match=r"RPi.GPIO|Raspberry Pi"):
+    require(not is_raspberry_pi(), "this test needs a machine whose GPIO cannot work (not a Raspberry Pi)")
+    with pytest.raises(GpioError, match=r"rpi-lgpio|Raspberry Pi") as info:
         open_backend("rpi")
+    assert "\n" not in str(info.value)
     assert open_backend("auto").name == "emulated"
     with pytest.raises(GpioError, match="unknown GPIO backend"):
         open_backend("wiringpi")
+
+
+def _raising(err: BaseException) -> Any:
+    def import_module(name: str) -> Any:
+        assert name == "RPi.GPIO"
+        raise err
+
+    return import_module
+
+
+@pytest.mark.parametrize(
+    ("err", "cause", "fix"),
+    [
+        # What each failure really raises (the arm64 test sees the lgpio one from the real library).
+        (ModuleNotFoundError("No module named 'RPi'", name="RPi"), "RPi is not installed", "provision.sh again"),
+        (ModuleNotFoundError("No module named 'lgpio'", name="lgpio"), "lgpio is not installed", "pip install"),
+        (
+            FileNotFoundError(2, "No such file or directory", ".lgd-nfy-3"),
+            "lgpio cannot create its notification pipe in /opt/homeboard",
+            "set LG_WD to a directory this user can write",
+        ),
+        (RuntimeError("This module can only be run on a Raspberry Pi!"), "not a Raspberry Pi", "backend: emulated"),
+        (
+            ImportError("/lib/aarch64-linux-gnu/libc.so.6: version `GLIBC_2.34' not found\n(required by _lgpio)"),
+            "cannot load (/lib/aarch64-linux-gnu/libc.so.6: version `GLIBC_2.34' not found (required by _lgpio))",
+            "provision.sh again",
+        ),
+        (NotImplementedError("This module does not understand old-style revision codes"), "NotImplementedError", "pip"),
+    ],
+)
+def test_a_gpio_library_that_fails_at_import_gives_one_line_with_cause_and_fix(
+    err: BaseException, cause: str, fix: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("LG_WD", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(GpioError) as info:
+        load_gpio(_raising(err))
+    message = str(info.value)
+    assert "\n" not in message
+    assert cause.replace("/opt/homeboard", str(tmp_path)) in message
+    assert fix in message
+    assert info.value.__cause__ is err
+
+
+def test_the_lgpio_pipe_message_names_lg_wd_when_it_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LG_WD", "/run/homeboard")  # where lgpio was told to go, not the working directory
+    message = explain_import(FileNotFoundError(2, "No such file or directory", ".lgd-nfy-3"))
+    assert message.startswith("lgpio cannot create its notification pipe in /run/homeboard (")
+
+
+class _LgpioError(Exception):
+    """lgpio.error: its str() is the repr of its value."""
+
+    def __str__(self) -> str:
+        return repr(self.args[0])
+
+
+class _Library:
+    """rpi-lgpio's module as far as RpiPins uses it, failing the way the real one does without a GPIO chip."""
+
+    BCM, IN, BOTH, PUD_UP, PUD_DOWN, PUD_OFF = 11, 1, 33, 22, 21, 20
+
+    def __init__(self, setmode: BaseException | None = None, setup: BaseException | None = None) -> None:
+        self.errors = {"setmode": setmode, "setup": setup}
+
+    def setmode(self, _mode: int) -> None:
+        if self.errors["setmode"]:
+            raise self.errors["setmode"]
+
+    def setup(self, _pin: int, _direction: int, pull_up_down: int) -> None:
+        if self.errors["setup"]:
+            raise self.errors["setup"]
+
+
+@pytest.mark.parametrize(
+    ("library", "expected"),
+    [
+        # lgpio.error, as rpi-lgpio lets it through from lgpio.gpiochip_open: its text is its message's repr.
+        (_Library(setmode=_LgpioError("can not open gpiochip")), "cannot open the Pi's /dev/gpiochip* (can not open"),
+        (
+            _Library(setmode=RuntimeError("Cannot determine SOC peripheral base address")),
+            "classic RPi.GPIO is installed, which cannot drive a Pi 5",
+        ),
+        (_Library(setup=RuntimeError("GPIO busy")), "BCM pin 4: the pin is in use (GPIO busy): by the kernel (1-Wire"),
+        (_Library(setup=OSError(13, "Permission denied")), "BCM pin 4: GPIO access refused"),
+    ],
+)
+def test_a_gpio_library_that_fails_later_gives_one_line_too(library: _Library, expected: str) -> None:
+    with pytest.raises(GpioError) as info:
+        RpiPins(library).setup_input(4, "up")
+    assert expected in str(info.value)
+    assert "\n" not in str(info.value)
 
 
 def test_pir_warmup_ignores_early_edges() -> None:
@@ -155,14 +249,13 @@ def test_motion_and_buttons_published_from_the_loop_thread(tmp_path: Path) -> No
 
 
 def test_gpio_that_cannot_work_makes_the_topics_unavailable(tmp_path: Path) -> None:
-    if is_raspberry_pi():
-        pytest.skip("on a real Pi the RPi.GPIO backend may work")
+    require(not is_raspberry_pi(), "this test needs a machine whose GPIO cannot work (not a Raspberry Pi)")
     srv = gpio_server(tmp_path, backend="rpi")
     try:
         topics = state(srv)
         for topic in ("gpio/motion", "gpio/button/next"):
             assert topics[topic]["status"] == "unavailable"
-            assert "RPi.GPIO" in topics[topic]["error"]
+            assert re.search(r"rpi-lgpio|Raspberry Pi", topics[topic]["error"])
             assert topics[topic]["data"] is None
     finally:
         srv.stop()

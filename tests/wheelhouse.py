@@ -7,15 +7,26 @@ import csv
 import hashlib
 import importlib.metadata as md
 import io
+import os
 import re
 import shutil
+import subprocess
+import sys
 import tomllib
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import yaml
+from packaging.requirements import Requirement
 
+from tests import nspawn
 from tests.conftest import REPO
+
+# Debian bookworm on a Pi: Python 3.11, glibc 2.36, so any manylinux wheel up to 2.36 (pip does not widen a
+# --platform tag by itself).
+BOOKWORM_PYTHON = "3.11"
+ARM64_PLATFORMS = [f"manylinux_2_{minor}_aarch64" for minor in range(36, 16, -1)] + ["manylinux2014_aarch64"]
 
 
 def _wheel_tag(dist: md.Distribution) -> str:
@@ -64,7 +75,7 @@ def build_wheelhouse(dest: Path, pyproject: Path) -> None:
             continue
         name = re.split(r"[\s;<>=!~\[(]", req, maxsplit=1)[0]
         key = re.sub(r"[-_.]+", "-", name).lower()
-        if key in seen or key == "rpi-gpio":  # provisioning takes the GPIO library from apt
+        if key in seen:
             continue
         seen.add(key)
         try:
@@ -77,6 +88,51 @@ def build_wheelhouse(dest: Path, pyproject: Path) -> None:
         _repack(dist, dest)
 
 
+def arm64_requirements(pyproject: Path, extras: tuple[str, ...] = ()) -> list[str]:
+    """The project's dependencies (and those of `extras`, and its build backend) as an aarch64 Linux would pick
+    them: markers evaluated for that machine, since pip download evaluates them for this one."""
+    project = tomllib.loads(pyproject.read_text())
+    reqs = list(project["project"]["dependencies"])
+    for extra in extras:
+        reqs += project["project"]["optional-dependencies"][extra]
+    if extras:
+        reqs += project["build-system"]["requires"]  # pip install -e . builds the project with it
+    env = {"platform_machine": "aarch64", "platform_system": "Linux", "sys_platform": "linux"}
+    picked = []
+    for text in reqs:
+        req = Requirement(text)
+        if req.marker is None or req.marker.evaluate(env):
+            req.marker = None
+            picked.append(str(req))
+    return sorted(set(picked))
+
+
+def arm64_wheelhouse(pyproject: Path, extras: tuple[str, ...] = ()) -> Path:
+    """Wheels for a Debian bookworm arm64 machine, resolved by pip for that platform (wheels only: a missing one
+    fails here, by name) and downloaded from the package index once; cached beside the root file systems,
+    keyed by what was asked for, so later runs are offline."""
+    reqs = arm64_requirements(pyproject, extras)
+    key = hashlib.sha256("\n".join([BOOKWORM_PYTHON, *ARM64_PLATFORMS, *reqs]).encode()).hexdigest()[:16]
+    dest = nspawn.cache_dir() / f"wheels-arm64-{key}"
+    if dest.is_dir():
+        return dest
+    tmp = dest.with_name(f"{dest.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    platforms = [arg for platform in ARM64_PLATFORMS for arg in ("--platform", platform)]
+    pip = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--only-binary=:all:"]
+    run = subprocess.run(
+        [*pip, "--python-version", BOOKWORM_PYTHON, "--implementation", "cp", *platforms, "-d", str(tmp), *reqs],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if run.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RuntimeError(f"pip download for aarch64 failed ({run.returncode}):\n{run.stderr[-3000:]}")
+    os.replace(tmp, dest)
+    return dest
+
+
 def snapshot_repo(dest: Path) -> Path:
     """A copy of the working tree to provision from: other edits to the checkout during the test cannot
     then turn the second run into a first one."""
@@ -85,9 +141,9 @@ def snapshot_repo(dest: Path) -> Path:
     return dest
 
 
-def write_pi_config(path: Path, server_port: int, comment: str) -> None:
-    """The config a provisioned test machine gets: a LAN sensor whose token is a secret, no screen switching.
-    `comment` is its first line: a ${NAME} there is only a comment, never a secret the machine needs."""
+def write_pi_config(path: Path, server_port: int, comment: str, **more: Any) -> None:
+    """The config a provisioned test machine gets: a LAN sensor whose token is a secret, no screen switching,
+    and `more` sections. `comment` is its first line: a ${NAME} there is only a comment, never a secret."""
     path.write_text(
         f"# {comment}\n"
         + yaml.safe_dump(
@@ -96,6 +152,7 @@ def write_pi_config(path: Path, server_port: int, comment: str) -> None:
                 "timezone": "Europe/Stockholm",
                 "remote_sensors": [{"id": "balcony", "name": "Balcony", "token": "${BALCONY_TOKEN}"}],
                 "display": {"backend": "none"},
+                **more,
             },
             sort_keys=False,
         )

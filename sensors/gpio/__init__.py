@@ -1,5 +1,5 @@
-"""GPIO inputs (PIR, buttons) behind one small pin interface, with an RPi.GPIO/rpi-lgpio backend and an
-emulated one. Edge callbacks arrive on the backend's own thread: hand them to your event loop.
+"""GPIO inputs (PIR, buttons) behind one small pin interface, with a Raspberry Pi backend (rpi-lgpio's RPi.GPIO
+API) and an emulated one. Edge callbacks arrive on the backend's own thread: hand them to your event loop.
 
     pins = open_backend("auto")
     pins.setup_input(17, "down")
@@ -24,8 +24,8 @@ def is_raspberry_pi(model_file: str = MODEL_FILE) -> bool:
 
 
 def installed_library() -> str:
-    """Which RPi.GPIO is installed: "lgpio" (rpi-lgpio, the one that works on a Pi 5), "rpi.gpio" (the original,
-    which fails on a Pi 5) or "none". Looks at the installed distributions; imports neither."""
+    """Which RPi.GPIO is installed: "lgpio" (rpi-lgpio, the one Homeboard installs on every Pi), "rpi.gpio" (the
+    original, which fails on a Pi 5) or "none". Looks at the installed distributions; imports neither."""
     import importlib.metadata
 
     for distribution, label in (("rpi-lgpio", "lgpio"), ("RPi.GPIO", "rpi.gpio")):
@@ -38,7 +38,7 @@ def installed_library() -> str:
 
 
 def open_backend(kind: str = "auto") -> PinBackend:
-    """ "rpi": RPi.GPIO (or rpi-lgpio's drop-in); "emulated": no hardware; "auto": rpi on a Raspberry Pi, else
+    """ "rpi": the Pi's pins through rpi-lgpio; "emulated": no hardware; "auto": rpi on a Raspberry Pi, else
     emulated. Raises GpioError when "rpi" (or "auto" on a Pi) cannot be used: a Pi must never fall back
     silently to emulated pins."""
     if kind == "emulated" or (kind == "auto" and not is_raspberry_pi()):

@@ -12,7 +12,8 @@ PULLS = ("up", "down", "off")
 
 
 class GpioError(SensorError):
-    """GPIO cannot be used (library missing, not a Pi, Pi 5 without rpi-lgpio, no permission)."""
+    """GPIO cannot be used (library missing or failing, not a Pi, no GPIO chip, no permission): one line, the fix
+    included."""
 
 
 class PinBackend(Protocol):
