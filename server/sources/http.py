@@ -10,7 +10,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urljoin, urlsplit, urlunsplit
@@ -51,6 +51,10 @@ _SECRET_PARAM_RE = re.compile(
 _BEARER_RE = re.compile(r"(?i)\b(Bearer)\s+[A-Za-z0-9._~+/=-]+")
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+# Asked once an answer's status and headers are in (never for a redirect that is followed): returns where the
+# body's chunks go instead of into HttpResponse.body, or None to keep the body as usual.
+BodySink = Callable[[int, Mapping[str, str]], Callable[[bytes], object] | None]
 
 
 # ---------------------------------------------------------------- redaction
@@ -384,8 +388,13 @@ class HttpClient:
         data: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         max_body_bytes: int | None = None,
+        sink: BodySink | None = None,
     ) -> HttpResponse:
         """Send one request and read the whole answer, whatever its status.
+
+        With `sink`, a body it takes goes chunk by chunk to the writer it returned (the response's body is then
+        empty), so a big download never sits in memory whole; the size cap and the deadline apply the same, and
+        an error the writer raises ends the download and reaches the caller as it is.
 
         Raises TransientError when no complete answer arrived: connection refused, DNS, TLS, a timeout, the
         overall deadline, a body over the size cap, a cut-off body, too many or unsafe redirects.
@@ -406,6 +415,7 @@ class HttpClient:
                     headers=send_headers,
                     cap=cap,
                     deadline=deadline,
+                    sink=sink,
                 )
                 location = response.headers.get("Location")
                 if response.status not in REDIRECT_STATUSES or not location:
@@ -454,6 +464,7 @@ class HttpClient:
         headers: Mapping[str, str],
         cap: int,
         deadline: _Deadline,
+        sink: BodySink | None = None,
     ) -> HttpResponse:
         host = host_of(url)
         prefix = f"{self.source}: "
@@ -475,13 +486,18 @@ class HttpClient:
             if declared.isdigit() and int(declared) > cap:
                 raise TransientError(f"{prefix}{host} sent {int(declared)} bytes; the limit is {cap} bytes")
             chunks: list[bytes] = []
+            redirect = resp.status_code in REDIRECT_STATUSES and bool(resp.headers.get("Location"))
+            write = sink(resp.status_code, resp.headers) if sink is not None and not redirect else None
             total = 0
             try:
                 for chunk in resp.iter_content(chunk_size=65536):
                     total += len(chunk)
                     if total > cap:  # counted after decompression, so a gzip bomb is capped too
                         raise TransientError(f"{prefix}{host} sent more than {cap} bytes; giving up")
-                    chunks.append(chunk)
+                    if write is None:
+                        chunks.append(chunk)
+                    else:
+                        write(chunk)
             except requests.RequestException as err:
                 raise self._transport_error(err, host, deadline) from None
             if deadline.expired:
