@@ -19,7 +19,8 @@ from server.demo.calendars import DEMO_CALENDAR
 from server.demo.standin import demo_urls, make_standin_app
 from server.sources.base import TransientError
 from server.sources.calendar import CalendarSource, fetch_url
-from server.sources.calendar_ics import MAX_OCCURRENCES, FeedError, check_feed, expand, might_show, unfold
+from server.sources.calendar_ics import MAX_OCCURRENCES, expand
+from server.sources.calendar_text import FeedError, check_feed, might_show, unfold
 from tests.fakeapi import FakeApi, Recorded, Reply, serve_app
 from tests.icsgen import big_feed
 
@@ -102,11 +103,8 @@ def test_october_dst_change_every_trap(api: FakeApi) -> None:
     serve(api, 2, crlf((FEEDS / "work_oct2026.ics").read_text(encoding="utf-8")))
     src = source(api, ["Family", "Aunt", "Work"], "2026-10-24T12:00:00+02:00")
     data = src.fetch()["calendar"]
-    assert data["calendars"] == [
-        {"name": "Family", "status": "ok", "error": None},
-        {"name": "Aunt", "status": "ok", "error": None},
-        {"name": "Work", "status": "ok", "error": None},
-    ]
+    ok = {"status": "ok", "error": None, "skipped": 0, "skipped_reason": None}
+    assert data["calendars"] == [{"name": "Family", **ok}, {"name": "Aunt", **ok}, {"name": "Work", **ok}]
     F, A, W = "Family", "Aunt", "Work"
     assert listing(data) == [
         ("2026-10-23", "2026-10-26", "Autumn break", F),  # started before now, still running
@@ -291,10 +289,10 @@ def test_a_failing_feed_keeps_its_last_good_events_and_the_others(api: FakeApi) 
         assert family["status"] == "error"
         assert words in family["error"]
         assert TOKEN not in family["error"]
-        assert work_entry == {"name": "Work", "status": "ok", "error": None}
+        assert work_entry == {"name": "Work", "status": "ok", "error": None, "skipped": 0, "skipped_reason": None}
     serve(api, 0, vcal(vevent("a", "DTSTART:20261026T090000Z", "DTEND:20261026T100000Z", "SUMMARY:Family again")))
     data = src.fetch()["calendar"]
-    assert data["calendars"][0] == {"name": "Family", "status": "ok", "error": None}
+    assert data["calendars"][0] == {"name": "Family", "status": "ok", "error": None, "skipped": 0, "skipped_reason": None}
     assert [e["title"] for e in data["events"]] == ["Family again", "Work thing"]
     assert len(api.requests_to(path(1))) == len(FAILURES) + 2  # the healthy feed: one 200, then 304s
 
