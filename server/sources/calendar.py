@@ -29,13 +29,14 @@ from zoneinfo import ZoneInfo
 from server.config import CalendarConfig
 from server.core.atomic import atomic_write_bytes
 from server.sources.base import SourceError, TransientError, stale_after_s
-from server.sources.calendar_reader import PARSE_TIMEOUT_S, Reader, ReaderError
+from server.sources.calendar_reader import PARSE_TIMEOUT_S, READER_LIMITS, Reader, ReaderError, ReaderLimits
 from server.sources.http import HttpClient, HttpResponse, parse_retry_after
 
 log = logging.getLogger(__name__)
 
 SOURCE = "calendar"
 EXTRA_DAYS = 7  # expanded beyond the shown window, so a week of day changes needs no re-parse (304s suffice)
+GATHER_S = 10.0  # a poll publishes the feeds read by then; one that takes longer is published when it is done
 ACCEPT = "text/calendar, text/plain;q=0.5, */*;q=0.1"
 CACHE_FILE_NAME = "calendar_cache.json"  # each feed's last good occurrences, for a restart while a feed fails
 
@@ -111,8 +112,10 @@ class CalendarSource:
         timezone: str,
         *,
         base_url: str | None = None,
+        rerun: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
         parse_timeout_s: float = PARSE_TIMEOUT_S,
+        reader_limits: ReaderLimits = READER_LIMITS,
         data_dir: str | None = None,
     ) -> None:
         self.config = config
@@ -135,11 +138,18 @@ class CalendarSource:
                 for secret in url_secrets(feed.url):
                     client.add_secret(secret)
         self.parse_timeout_s = parse_timeout_s
+        self.reader_limits = reader_limits
         # Downloads run side by side; readers one after another.
         self.timeout_s = config.timeout_s + len(config.calendars) * parse_timeout_s + 5.0
         self.clock = clock
         self.states = [FeedState() for _ in config.calendars]
         self._reading = threading.Lock()  # one reader at a time: the server and one reader fit the unit's memory
+        # A feed still being read when its poll returned asks, when done, for a run that only publishes.
+        self.rerun = rerun
+        self._lock = threading.Condition()  # guards the four below; notified when a feed's read ends
+        self._in_flight: set[int] = set()
+        self._gathering = 0  # polls waiting for their feeds now
+        self._publish_only = False  # the next fetch() was asked for by a late feed: publish, start nothing
         # A demo run in a real data_dir must not replace the real calendars' saved events.
         cache_name = f"demo_{CACHE_FILE_NAME}" if base_url else CACHE_FILE_NAME
         self.cache_path = Path(data_dir) / cache_name if data_dir else None
@@ -148,26 +158,40 @@ class CalendarSource:
     # -- the Source protocol
 
     def fetch(self) -> dict[str, dict]:
+        """Start a read of every feed not being read (nor asked by its server to wait), each in its own thread;
+        return once all are done or GATHER_S has passed, whichever is first (later: when a first feed is read,
+        if none ever was). A feed that takes longer is published when it is done (see rerun), so one that
+        trickles delays no other."""
         now_s = self.clock()
         today = dt.datetime.fromtimestamp(now_s, self.tz).date()
         last_shown = today + dt.timedelta(days=self.config.days - 1)
-        due = [i for i, state in enumerate(self.states) if now_s >= state.not_before_s]
-        # (a feed asked to wait keeps its events and its error until the wait is over)
-        kept = [state.events for state in self.states]
-        threads = [
-            threading.Thread(target=self._poll, args=(i, today, last_shown), name=f"calendar-{i}", daemon=True)
-            for i in due
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()  # each is bounded: its download's deadline, then the reader's
-        if any(state.events is not before for state, before in zip(self.states, kept, strict=True)):
-            self._save_cache()  # only after a new read: a 304 writes nothing (the SD card lasts)
-        if all(state.events is None for state in self.states):
-            reasons = "; ".join(f"{f.name}: {s.error}" for f, s in zip(self.config.calendars, self.states, strict=True))
-            raise TransientError(f"no calendar could be read ({reasons})")
-        return {SOURCE: self.topic_data(now_s)}
+        with self._lock:
+            publish_only, self._publish_only = self._publish_only, False
+            if not publish_only:
+                for i, state in enumerate(self.states):
+                    if i in self._in_flight or now_s < state.not_before_s:
+                        continue  # (a feed asked to wait keeps its events and its error until the wait is over)
+                    thread = threading.Thread(
+                        target=self._poll, args=(i, today, last_shown), name=f"calendar-{i}", daemon=True
+                    )
+                    thread.start()  # (RuntimeError if no thread can be had: the runner reports it)
+                    self._in_flight.add(i)
+            self._gathering += 1
+            try:
+                deadline_s = time.monotonic() + GATHER_S
+                while self._in_flight:
+                    left_s = deadline_s - time.monotonic()
+                    if left_s <= 0 and any(state.events is not None for state in self.states):
+                        break
+                    self._lock.wait(max(left_s, 0.5))
+            finally:
+                self._gathering -= 1
+            if all(state.events is None for state in self.states):
+                reasons = "; ".join(
+                    f"{f.name}: {s.error}" for f, s in zip(self.config.calendars, self.states, strict=True)
+                )
+                raise TransientError(f"no calendar could be read ({reasons})")
+            return {SOURCE: self.topic_data(now_s)}
 
     def topic_data(self, now_s: float) -> dict[str, Any]:
         """The topic: occurrences not yet ended that start before local midnight `days` days after today."""
@@ -218,18 +242,30 @@ class CalendarSource:
     def _poll(self, index: int, today: dt.date, last: dt.date) -> None:
         """One feed, in its own thread: whatever happens here stays this feed's error."""
         feed, state = self.config.calendars[index], self.states[index]
+        kept = state.events
+        message: str | None = None
         try:
             self._refresh(index, today, last)
-            return
         except SourceError as err:
             message = self._calendar_message(err.message)
         except Exception as err:  # a bug: this feed's error, logged once; the other feeds go on
             message = f"internal error: {type(err).__name__}"
             if state.error != message:
                 log.exception("calendar %s: reading failed", feed.name)
-        if state.error != message:
-            log.warning("calendar %s: %s", feed.name, message)
-        state.error = message
+        with self._lock:
+            if message is not None:
+                if state.error != message:
+                    log.warning("calendar %s: %s", feed.name, message)
+                state.error = message
+            if state.events is not kept:
+                self._save_cache()  # only after a new read: a 304 writes nothing (the SD card lasts)
+            self._in_flight.discard(index)
+            self._lock.notify_all()
+            late = not self._gathering and self.rerun is not None
+            if late:
+                self._publish_only = True
+        if late and self.rerun is not None:
+            self.rerun()
 
     def _refresh(self, index: int, today: dt.date, last: dt.date) -> None:
         feed, state, client = self.config.calendars[index], self.states[index], self.clients[index]
@@ -247,7 +283,7 @@ class CalendarSource:
         def sink(status: int, _headers: Mapping[str, str]) -> Callable[[bytes], object] | None:
             if not 200 <= status < 300:
                 return None  # an error page is small and read here
-            readers.append(Reader(self.zone, today, expand_to))
+            readers.append(Reader(self.zone, today, expand_to, self.reader_limits))
             return readers[-1].write
 
         try:
@@ -287,15 +323,17 @@ class CalendarSource:
         unreadable, too_many = result.get("unreadable"), result.get("too_many")
         state.unreadable = unreadable if isinstance(unreadable, int) else 0
         state.too_many = too_many if isinstance(too_many, int) else 0
-        if state.error is not None or state.events is None:
-            log.info(
-                "calendar %s: read (%s events in the file, %s left out, %d occurrences in the next %d days)",
-                feed.name,
-                result.get("scanned", "?"),
-                state.left_out()[0],
-                len(events),
-                (expand_to - today).days + 1,
-            )
+        log.log(
+            logging.INFO if state.error is not None or state.events is None else logging.DEBUG,
+            "calendar %s: read (%s events in the file, %s left out, %d occurrences in the next %d days; "
+            "reader peak %s kB)",
+            feed.name,
+            result.get("scanned", "?"),
+            state.left_out()[0],
+            len(events),
+            (expand_to - today).days + 1,
+            result.get("peak_rss_kb", "?"),
+        )
         state.events, state.first, state.last = events, today, expand_to
         state.etag = response.headers.get("ETag")
         state.last_modified = response.headers.get("Last-Modified")

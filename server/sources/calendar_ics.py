@@ -333,13 +333,27 @@ def expand(body: bytes, zone: str, first: dt.date, last: dt.date) -> Expansion:
 # ---------------------------------------------------------------- child process
 
 
-def limit_self() -> None:
+def limit_self(memory_bytes: int, cpu_s: int) -> None:
     """The reader's own limits, set before it reads a byte of the feed. Lowering a limit needs no privilege;
-    Python's setrlimit is the prlimit64 system call, which the unit's system call filter allows."""
+    Python's setrlimit is glibc's prlimit64 system call, which the unit's system call filter allows (its
+    ~@resources denies only the older setrlimit call)."""
     for kind in (resource.RLIMIT_AS, resource.RLIMIT_DATA):
-        resource.setrlimit(kind, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
-    resource.setrlimit(resource.RLIMIT_CPU, (CPU_LIMIT_S, CPU_LIMIT_S + 5))  # SIGXCPU, then SIGKILL
+        resource.setrlimit(kind, (memory_bytes, memory_bytes))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 5))  # SIGXCPU, then SIGKILL
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a reader killed by a limit leaves no core file behind
+
+
+def peak_rss_kb() -> int | None:
+    """This process's peak resident memory since it started this program (VmHWM; getrusage's maxrss would
+    include the parent's memory at the fork)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _answer(out: dict[str, Any]) -> None:
@@ -347,14 +361,16 @@ def _answer(out: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """ICS on stdin → one JSON line on stdout: {"events", "unreadable", "too_many", "scanned", "parsed"}, or
-    {"error"} with exit status 3 (the file) or 4 (out of memory)."""
+    """ICS on stdin → one JSON line on stdout: {"events", "unreadable", "too_many", "scanned", "parsed",
+    "peak_rss_kb"}, or {"error", "limit"} with exit status 3 (the file) or 4 (out of memory)."""
     parser = argparse.ArgumentParser(prog="python -m server.sources.calendar_ics", description=__doc__)
     parser.add_argument("--zone", required=True, help="IANA zone for timed events and floating times")
     parser.add_argument("--from", dest="first", required=True, type=dt.date.fromisoformat, help="first local day")
     parser.add_argument("--until", dest="last", required=True, type=dt.date.fromisoformat, help="last local day")
+    parser.add_argument("--memory-mb", type=int, default=MEMORY_LIMIT_BYTES // 2**20, help="RLIMIT_AS and _DATA")
+    parser.add_argument("--cpu-s", type=int, default=CPU_LIMIT_S, help="RLIMIT_CPU (SIGXCPU)")
     args = parser.parse_args(argv)
-    limit_self()
+    limit_self(args.memory_mb * 2**20, args.cpu_s)
     warnings.simplefilter("ignore")  # the parser's warnings (a guessed TZID) are not the server's to log
     try:
         selection = _read_selection(args.first, args.last)  # the body is freed when this returns
@@ -363,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         _answer({"error": str(err), "limit": err.limit})
         return EXIT_FEED_ERROR
     except MemoryError:
-        _answer({"error": f"reading the calendar needs more than {MEMORY_LIMIT_BYTES // 2**20} MB of memory"})
+        _answer({"error": f"reading the calendar needs more than {args.memory_mb} MB of memory"})
         return EXIT_NO_MEMORY
     _answer(
         {
@@ -372,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
             "too_many": result.too_many,
             "scanned": result.scanned,
             "parsed": result.parsed,
+            "peak_rss_kb": peak_rss_kb(),
         }
     )
     return 0

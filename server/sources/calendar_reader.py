@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,17 @@ MAX_ANSWER_BYTES = 4_000_000  # 3000 occurrences with clipped titles and places 
 WRITE_STALL_S = 30.0
 _STDERR_KEEP_BYTES = 4096  # the end of a traceback, for the log
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where `python -m server.…` finds the package
+
+
+@dataclass(frozen=True)
+class ReaderLimits:
+    """What the reader may use (it sets them on itself); the defaults are sized for the unit's MemoryHigh."""
+
+    memory_bytes: int = MEMORY_LIMIT_BYTES
+    cpu_s: int = CPU_LIMIT_S
+
+
+READER_LIMITS = ReaderLimits()
 
 
 class ReaderError(Exception):
@@ -52,9 +64,11 @@ def _child_env() -> dict[str, str]:
 class Reader:
     """One run of the reader for one download: write() the body's chunks, then finish() for the result."""
 
-    def __init__(self, zone: str, first: dt.date, last: dt.date) -> None:
+    def __init__(self, zone: str, first: dt.date, last: dt.date, limits: ReaderLimits = READER_LIMITS) -> None:
         command = [sys.executable, "-m", "server.sources.calendar_ics", "--zone", zone]
         command += ["--from", first.isoformat(), "--until", last.isoformat()]
+        command += ["--memory-mb", str(limits.memory_bytes // 2**20), "--cpu-s", str(limits.cpu_s)]
+        self.limits = limits
         try:
             self.proc = subprocess.Popen(
                 command,
@@ -164,11 +178,11 @@ class Reader:
         message = result.get("error") if isinstance(result, dict) else None
         if code == EXIT_FEED_ERROR and isinstance(message, str):
             return ReaderError(message, limit=result.get("limit") is True)
-        memory = f"reading the calendar needs more than {MEMORY_LIMIT_BYTES // 2**20} MB of memory"
+        memory = f"reading the calendar needs more than {self.limits.memory_bytes // 2**20} MB of memory"
         if code == EXIT_NO_MEMORY:
             return ReaderError(memory, limit=True)
         if code == -signal.SIGXCPU:  # RLIMIT_CPU's soft limit (its hard one, a few seconds on, is SIGKILL)
-            return ReaderError(f"reading the calendar took more than {CPU_LIMIT_S} s of CPU", limit=True)
+            return ReaderError(f"reading the calendar took more than {self.limits.cpu_s} s of CPU", limit=True)
         if code == -signal.SIGKILL:  # not ours (the deadline is handled above): the kernel, short of memory
             return ReaderError("the calendar reader was stopped by the system (out of memory?)", limit=True)
         tail = self._stderr.decode("utf-8", "replace")
