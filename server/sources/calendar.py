@@ -116,6 +116,7 @@ class CalendarSource:
         clock: Callable[[], float] = time.time,
         parse_timeout_s: float = PARSE_TIMEOUT_S,
         reader_limits: ReaderLimits = READER_LIMITS,
+        gather_s: float = GATHER_S,
         data_dir: str | None = None,
     ) -> None:
         self.config = config
@@ -139,6 +140,7 @@ class CalendarSource:
                     client.add_secret(secret)
         self.parse_timeout_s = parse_timeout_s
         self.reader_limits = reader_limits
+        self.gather_s = gather_s
         # Downloads run side by side; readers one after another.
         self.timeout_s = config.timeout_s + len(config.calendars) * parse_timeout_s + 5.0
         self.clock = clock
@@ -159,7 +161,7 @@ class CalendarSource:
 
     def fetch(self) -> dict[str, dict]:
         """Start a read of every feed not being read (nor asked by its server to wait), each in its own thread;
-        return once all are done or GATHER_S has passed, whichever is first (later: when a first feed is read,
+        return once all are done or gather_s has passed, whichever is first (later: when a first feed is read,
         if none ever was). A feed that takes longer is published when it is done (see rerun), so one that
         trickles delays no other."""
         now_s = self.clock()
@@ -178,7 +180,7 @@ class CalendarSource:
                     self._in_flight.add(i)
             self._gathering += 1
             try:
-                deadline_s = time.monotonic() + GATHER_S
+                deadline_s = time.monotonic() + self.gather_s
                 while self._in_flight:
                     left_s = deadline_s - time.monotonic()
                     if left_s <= 0 and any(state.events is not None for state in self.states):

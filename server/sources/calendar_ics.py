@@ -9,7 +9,7 @@ ICS on stdin, and reads one compact JSON object from stdout (see main()).
 A feed is hostile input, so the reader is bounded on its own: memory and CPU limits set on itself before it reads
 a byte (setrlimit), the parser sees only the pre-selected, reduced events (server/sources/calendar_text.py) and
 at most MAX_PARSE_EVENTS of them, a repeating event is expanded lazily and stops at MAX_OCCURRENCES (and after
-MAX_SERIES_STEPS occurrences counted from its DTSTART), and titles and places are clipped. Within those bounds,
+a bounded number of steps from its DTSTART), and titles and places are clipped. Within those bounds,
 any error in one event or one series leaves that event out, counted, and the rest shows.
 """
 
@@ -44,10 +44,14 @@ from server.sources.calendar_text import (
 # of real history reads in well under half of it. Measured with bench/bench_calendar.py.
 MEMORY_LIMIT_BYTES = 128 * 2**20  # address space (RLIMIT_AS) and data (RLIMIT_DATA) of the reader
 CPU_LIMIT_S = 30  # RLIMIT_CPU: a 20 MB feed takes 2-3 s here (x86-64 VM); a Pi is several times slower
-MAX_PARSE_EVENTS = 5000  # VEVENTs near the shown days handed to the parser (a busy calendar has a few hundred)
-MAX_PARSE_CHARS = 4_000_000  # their reduced text, with the VTIMEZONEs they use
 MAX_OCCURRENCES = 3000  # per feed: a FREQ=MINUTELY rule must not flood the server and the page
-MAX_SERIES_STEPS = 250_000  # occurrences one rule may run through from its DTSTART (about 1 s here)
+# dateutil walks a rule from its DTSTART, whatever the window: a FREQ=MINUTELY rule begun five years ago is 2.6
+# million steps (about 4 µs each here) before its first occurrence in view. Every series first gets FIRST_ROUND_STEPS
+# (a daily one begun in 1960 needs 25,000); those that need more get up to MAX_SERIES_STEPS each afterwards, while
+# the feed's MAX_TOTAL_STEPS last, so the usual events are all expanded before any rule gone wild.
+FIRST_ROUND_STEPS = 25_000
+MAX_SERIES_STEPS = 250_000  # an hourly rule begun 28 years ago
+MAX_TOTAL_STEPS = 500_000  # for the second round, about 2 s here
 
 EXIT_FEED_ERROR = 3  # {"error": ...} on stdout: the file as a whole cannot be read
 EXIT_NO_MEMORY = 4  # {"error": ...}: over MEMORY_LIMIT_BYTES
@@ -65,8 +69,13 @@ class Expansion:
 # ---------------------------------------------------------------- one occurrence → the topic's shape
 
 
+_CONTROL = dict.fromkeys([*range(32), 127], " ")
+
+
 def _text(value: Any) -> str | None:
-    text = str(value).strip() if value is not None else ""
+    """A title or place for one line on the wall: control characters as spaces, runs of space as one, at most
+    MAX_TEXT_CHARS (a longer one ends in "…")."""
+    text = " ".join(str(value).translate(_CONTROL).split()) if value is not None else ""
     if not text:
         return None
     return text if len(text) <= MAX_TEXT_CHARS else text[: MAX_TEXT_CHARS - 1].rstrip() + "…"
@@ -171,7 +180,14 @@ def parse(selection: Selection, events: list[str]) -> tuple[Any, int]:
 
 
 class TooManySteps(Exception):
-    """A rule ran through MAX_SERIES_STEPS occurrences from its DTSTART without reaching the window's end."""
+    """A rule used up its steps (see StepBudget) without reaching the window's end."""
+
+
+@dataclass
+class StepBudget:
+    """Steps the series being expanded may still take (the rules of one series share it)."""
+
+    left: int = 0
 
 
 class IncompatibleLibrary(BaseException):
@@ -184,19 +200,22 @@ class _LazyRule:
 
     dateutil's own between() builds a list of every occurrence in the span, and the library creates its rules with
     cache=True, which keeps every occurrence ever computed: FREQ=SECONDLY over two weeks is 1.2 million of them.
-    Here a rule is walked once from DTSTART, keeping nothing, and gives up after MAX_SERIES_STEPS.
+    Here a rule is walked from DTSTART keeping nothing, and gives up when the budget is spent.
     """
 
-    def __init__(self, rule: Any) -> None:
+    def __init__(self, rule: Any, budget: StepBudget) -> None:
         from dateutil.rrule import rrule
 
         self._rule = rule.replace(cache=False) if isinstance(rule, rrule) else rule
+        self._budget = budget
         self.until = getattr(rule, "until", None)  # set by recurring-ical-events on its rules
         self.string = getattr(rule, "string", None)
 
     def between(self, after: Any, before: Any, inc: bool = False) -> Iterator[Any]:
-        for step, value in enumerate(self._rule, 1):
-            if step > MAX_SERIES_STEPS:
+        budget = self._budget
+        for value in self._rule:
+            budget.left -= 1
+            if budget.left < 0:
                 raise TooManySteps
             if value > before or (value == before and not inc):
                 return
@@ -204,7 +223,7 @@ class _LazyRule:
                 yield value
 
 
-def _series_class() -> type:
+def _series_class(budget: StepBudget) -> type:
     import recurring_ical_events
 
     class LazyRules(recurring_ical_events.Series.RecurrenceRules):
@@ -213,7 +232,7 @@ def _series_class() -> type:
             rules = getattr(self, "rrules", None)
             if not isinstance(rules, list):
                 raise IncompatibleLibrary(importlib.metadata.version("recurring-ical-events"))
-            self.rrules = [_LazyRule(rule) for rule in rules]
+            self.rrules = [_LazyRule(rule, budget) for rule in rules]
 
     class LazySeries(recurring_ical_events.Series):
         RecurrenceRules = LazyRules
@@ -226,6 +245,17 @@ def _sort_key(value: dt.date, tz: dt.tzinfo, floating_tz: dt.tzinfo) -> float:
     if not isinstance(value, dt.datetime):
         return dt.datetime.combine(value, dt.time(), tz).timestamp()
     return (value if value.tzinfo else value.replace(tzinfo=floating_tz)).timestamp()
+
+
+def _occurrences(series: Any, lo: dt.date, hi: dt.date, tz: dt.tzinfo, floating_tz: dt.tzinfo) -> list[Any]:
+    """One series' occurrences in lo..hi as (start as a number, occurrence); one more than MAX_OCCURRENCES at most
+    (enough to know it was cut)."""
+    found: list[tuple[float, Any]] = []
+    for occ in series.between(lo, hi):
+        found.append((_sort_key(occ.start, tz, floating_tz), occ))
+        if len(found) > MAX_OCCURRENCES:
+            break
+    return found
 
 
 def fair_share(found: list[list[tuple[float, Any]]], total: int) -> list[tuple[float, int, Any]]:
@@ -248,13 +278,6 @@ def expand_selection(selection: Selection, zone: str, first: dt.date, last: dt.d
     MAX_OCCURRENCES (see fair_share). Raises FeedError when the file as a whole is unusable or over a limit."""
     import recurring_ical_events
 
-    if len(selection.events) > MAX_PARSE_EVENTS or selection.text_chars > MAX_PARSE_CHARS:
-        raise FeedError(
-            f"the calendar has {len(selection.events)} events near the days shown "
-            f"({selection.text_chars // 1000} kB to read); the reader takes at most {MAX_PARSE_EVENTS} "
-            f"({MAX_PARSE_CHARS // 1000} kB)",
-            limit=True,
-        )
     tz = ZoneInfo(zone)
     floating_tz = floating_zone(selection.header, tz)
     events = place_tzids(selection.events, selection.timezones, first.year)
@@ -265,7 +288,8 @@ def expand_selection(selection: Selection, zone: str, first: dt.date, last: dt.d
         # One broken series (a bad RRULE, an UNTIL dateutil refuses) must never hide the rest of the feed.
         suppressed_errors = [Exception]  # noqa: RUF012 - the library's own class attribute
 
-    components = [recurring_ical_events.ComponentsWithName("VEVENT", series=_series_class())]
+    budget = StepBudget()
+    components = [recurring_ical_events.ComponentsWithName("VEVENT", series=_series_class(budget))]
     try:
         query = Query(calendar, skip_bad_series=True, components=components)
     except IncompatibleLibrary as err:
@@ -280,25 +304,30 @@ def expand_selection(selection: Selection, zone: str, first: dt.date, last: dt.d
     unreadable += len(uids) - len(query.series)
 
     lo, hi = first - dt.timedelta(days=1), last + dt.timedelta(days=2)
-    found: list[list[tuple[float, Any]]] = []  # per series: (start as a number, occurrence)
+    found: list[list[tuple[float, Any]]] = [[] for _ in query.series]  # per series: (start as a number, occurrence)
     too_many: set[int] = set()
-    for series in query.series:
-        occurrences: list[tuple[float, Any]] = []
+
+    def run(index: int, steps: int) -> bool:
+        """Expand one series within `steps`; False when they did not suffice."""
+        nonlocal unreadable
+        budget.left = steps
         try:
-            for occ in series.between(lo, hi):
-                if len(occurrences) == MAX_OCCURRENCES:
-                    too_many.add(len(found))  # more of it could only be cut below
-                    break
-                occurrences.append((_sort_key(occ.start, tz, floating_tz), occ))
+            found[index] = _occurrences(query.series[index], lo, hi, tz, floating_tz)
         except TooManySteps:
-            too_many.add(len(found))
-            occurrences = []
+            return False
         except MemoryError:
             raise
         except Exception:  # this series only: the others are shown
             unreadable += 1
-            occurrences = []
-        found.append(occurrences)
+        return True
+
+    later = [index for index in range(len(query.series)) if not run(index, FIRST_ROUND_STEPS)]
+    total_left = MAX_TOTAL_STEPS
+    for index in later:
+        steps = min(MAX_SERIES_STEPS, total_left)
+        if not run(index, steps):
+            too_many.add(index)
+        total_left -= steps - max(budget.left, 0)
     kept = fair_share(found, MAX_OCCURRENCES)
     counts = Counter(index for _, index, _ in kept)
     too_many.update(index for index, occurrences in enumerate(found) if len(occurrences) > counts[index])
@@ -376,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         selection = _read_selection(args.first, args.last)  # the body is freed when this returns
         result = expand_selection(selection, args.zone, args.first, args.last)
     except FeedError as err:
-        _answer({"error": str(err), "limit": err.limit})
+        _answer({"error": str(err), "limit": err.limit, "peak_rss_kb": peak_rss_kb()})
         return EXIT_FEED_ERROR
     except MemoryError:
         _answer({"error": f"reading the calendar needs more than {args.memory_mb} MB of memory"})

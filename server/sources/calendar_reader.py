@@ -24,12 +24,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from server.sources.calendar_ics import CPU_LIMIT_S, EXIT_FEED_ERROR, EXIT_NO_MEMORY, MEMORY_LIMIT_BYTES
+from server.sources.calendar_ics import (
+    CPU_LIMIT_S,
+    EXIT_FEED_ERROR,
+    EXIT_NO_MEMORY,
+    MAX_OCCURRENCES,
+    MEMORY_LIMIT_BYTES,
+)
+from server.sources.calendar_text import MAX_TEXT_CHARS
 
 log = logging.getLogger(__name__)
 
 PARSE_TIMEOUT_S = 60.0  # from the end of the download; the reader's CPU limit is lower
-MAX_ANSWER_BYTES = 4_000_000  # 3000 occurrences with clipped titles and places come to < 1.5 MB
+# The most an answer within the reader's caps can be: every occurrence with a title and a place of MAX_TEXT_CHARS
+# characters of 4 UTF-8 bytes or 2 JSON bytes each, and its dates. Anything more is not the reader speaking.
+MAX_ANSWER_BYTES = MAX_OCCURRENCES * (2 * MAX_TEXT_CHARS * 4 + 256) + 4096
 WRITE_STALL_S = 30.0
 _STDERR_KEEP_BYTES = 4096  # the end of a traceback, for the log
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where `python -m server.…` finds the package
@@ -47,12 +56,14 @@ READER_LIMITS = ReaderLimits()
 
 
 class ReaderError(Exception):
-    """The reader gave no usable answer. `limit`: it went over one of its limits (the same bytes would again)."""
+    """The reader gave no usable answer. `limit`: it went over one of its limits (the same bytes would again);
+    `peak_rss_kb`: its peak memory when it said (it refused a feed over its caps)."""
 
-    def __init__(self, message: str, *, limit: bool = False) -> None:
+    def __init__(self, message: str, *, limit: bool = False, peak_rss_kb: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.limit = limit
+        self.peak_rss_kb = peak_rss_kb
 
 
 def _child_env() -> dict[str, str]:
@@ -177,7 +188,10 @@ class Reader:
                 result = None
         message = result.get("error") if isinstance(result, dict) else None
         if code == EXIT_FEED_ERROR and isinstance(message, str):
-            return ReaderError(message, limit=result.get("limit") is True)
+            peak = result.get("peak_rss_kb")
+            return ReaderError(
+                message, limit=result.get("limit") is True, peak_rss_kb=peak if isinstance(peak, int) else None
+            )
         memory = f"reading the calendar needs more than {self.limits.memory_bytes // 2**20} MB of memory"
         if code == EXIT_NO_MEMORY:
             return ReaderError(memory, limit=True)

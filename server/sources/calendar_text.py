@@ -30,6 +30,8 @@ MAX_TEXT_CHARS = 200  # a title or a place on the wall; longer ones end in "…"
 MAX_LINE_CHARS = 2000  # a date, rule, UID or status line: real ones are < 300 (long Outlook TZIDs included)
 MAX_LIST_LINE_CHARS = 100_000  # an EXDATE or RDATE line: a list of dates
 MAX_HEADER_LINE_CHARS = 500  # X-WR-TIMEZONE, CALSCALE, VERSION
+MAX_PARSE_EVENTS = 5000  # VEVENTs near the shown days handed to the parser (a busy calendar has a few hundred)
+MAX_PARSE_CHARS = 4_000_000  # their reduced text, with the VTIMEZONEs they use
 
 # The VEVENT properties that decide when an event occurs (RFC 5545 §3.8.2, §3.8.4.4, §3.8.5, what
 # recurring-ical-events reads) and what the wall shows. Everything else is left out before parsing.
@@ -216,10 +218,6 @@ class Selection:
     scanned: int = 0  # VEVENTs in the feed
     unreadable: int = 0  # left out here: no END:VEVENT, or a line no real calendar writes
 
-    @property
-    def text_chars(self) -> int:
-        return sum(map(len, self.header)) + sum(map(len, self.timezones)) + sum(map(len, self.events))
-
 
 def _event_spans(body: bytes) -> tuple[list[tuple[int, int]], list[tuple[int, int]], int]:
     """(VEVENT blocks, the stretches between them, unterminated count) as byte offsets. A VEVENT cannot nest, so
@@ -299,8 +297,18 @@ def reduce_event(block: str) -> str:
     return "\r\n".join(out)
 
 
+def _too_many(what: str) -> FeedError:
+    return FeedError(
+        f"the calendar has {what} near the days shown; the reader takes at most {MAX_PARSE_EVENTS} events "
+        f"({MAX_PARSE_CHARS // 1000} kB)",
+        limit=True,
+    )
+
+
 def select(body: bytes, lo: dt.date, hi: dt.date) -> Selection:
-    """The blocks the parser needs for the days lo..hi, whole series together, reduced; the VTIMEZONEs they use."""
+    """The blocks the parser needs for the days lo..hi, whole series together, reduced; the VTIMEZONEs they use.
+
+    Raises FeedError (a limit) when they are more than the parser may take: the feed's last good events stay."""
     if b"\nBEGIN:VEVENT" not in body and b"\nbegin:vevent" in body.lower():
         # Names are case-insensitive (RFC 5545 §2); every generator seen writes them in capitals, so only a feed
         # that does not pays for this pass.
@@ -321,13 +329,20 @@ def select(body: bytes, lo: dt.date, hi: dt.date) -> Selection:
             kept_uids.add(uid)
         decided.append((start, end, uid, keep))
 
-    # Pass 2: the chosen blocks, reduced.
-    for start, end, uid, keep in decided:
-        if keep or (uid is not None and uid in kept_uids):
-            try:
-                selection.events.append(reduce_event(unfold(body[start:end])))
-            except Unreadable:
-                selection.unreadable += 1
+    # Pass 2: the chosen blocks, reduced; no more than the parser may take.
+    chosen = [(start, end) for start, end, uid, keep in decided if keep or (uid is not None and uid in kept_uids)]
+    if len(chosen) > MAX_PARSE_EVENTS:
+        raise _too_many(f"{len(chosen)} events")
+    chars = 0
+    for start, end in chosen:
+        try:
+            selection.events.append(reduce_event(unfold(body[start:end])))
+        except Unreadable:
+            selection.unreadable += 1
+            continue
+        chars += len(selection.events[-1])
+        if chars > MAX_PARSE_CHARS:
+            raise _too_many(f"more than {MAX_PARSE_CHARS // 1000} kB of events")
 
     # The VTIMEZONEs the chosen events name (a feed may carry hundreds it never uses).
     named = {tzid for event in selection.events for tzid in tzids_named(event)}
@@ -336,6 +351,9 @@ def select(body: bytes, lo: dt.date, hi: dt.date) -> Selection:
             block = unfold(m.group(0))
             if vtimezone_tzid(block) in named:
                 selection.timezones.append(block)
+                chars += len(block)
+    if chars > MAX_PARSE_CHARS:
+        raise _too_many(f"more than {MAX_PARSE_CHARS // 1000} kB of events and time zones")
     return selection
 
 
@@ -382,7 +400,7 @@ def tzids_named(event: str) -> set[str]:
         if line.startswith(_TZID_PROPS) and ";TZID=" in line.upper():
             parts = tzid_parameter(line)
             if parts is not None:
-                names.add(parts[1])
+                names.add(parts[1].strip())
     return names
 
 
@@ -448,7 +466,7 @@ def place_tzids(events: list[str], timezones: list[str], year: int) -> list[str]
     known: dict[str, str] = {}
 
     def resolve(tzid: str) -> str:
-        if tzid in defined or tzid in WINDOWS_TO_OLSON or is_zone_name(tzid):
+        if tzid.strip() in defined or tzid in WINDOWS_TO_OLSON or is_zone_name(tzid):
             return tzid
         return zone_for_display_name(tzid, year) or tzid  # unknown: the parser decides
 
