@@ -32,8 +32,9 @@ test: $(STAMP)  ## lint, then the whole quick suite
 soak: $(STAMP)  ## the long fault and load runs
 	$(PY) -m pytest -q -m soak
 
-bench: $(STAMP)  ## figures on this machine: throughput, latency, memory
+bench: $(STAMP)  ## figures on this machine: throughput, latency, memory; then the calendar reader's
 	$(PY) bench/run.py
+	$(PY) bench/bench_calendar.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
