@@ -222,3 +222,19 @@ def many_dates_feed(today: dt.date, *, events: int = 4000) -> bytes:
             for n in range(events)
         ]
     )
+
+
+def many_lines_feed(today: dt.date, *, lines: int = 900_000, depth: int = 50_000) -> bytes:
+    """A VEVENT of `lines` ATTENDEE lines (20 MB) and a VTIMEZONE with components nested `depth` deep inside it."""
+    day = f"{today + dt.timedelta(days=1):%Y%m%d}"
+    zone = [
+        "BEGIN:VTIMEZONE",
+        "TZID:Deep",
+        *["BEGIN:X-NESTED"] * depth,
+        *["END:X-NESTED"] * depth,
+        *("BEGIN:STANDARD", "DTSTART:16010101T000000", "TZOFFSETFROM:+0300", "TZOFFSETTO:+0300", "END:STANDARD"),
+        "END:VTIMEZONE",
+    ]
+    big = _event("big@test", f"DTSTART:{day}T120000Z", "SUMMARY:Big", *["ATTENDEE:mailto:a@example.com"] * lines)
+    deep = _event("deep@test", f"DTSTART;TZID=Deep:{day}T150000", "DURATION:PT1H", "SUMMARY:Deep zone")
+    return _calendar([zone, big, deep, good_event(today)])

@@ -93,6 +93,19 @@ def test_events_no_arithmetic_can_take_are_left_out_and_counted() -> None:
     assert answer["unreadable"] == 4
 
 
+def test_a_million_lines_in_one_event_and_a_zone_nested_deep_are_read() -> None:
+    """What the parser never needs (attendees, components nested in a VTIMEZONE) never reaches it."""
+    body = icsgen.many_lines_feed(TODAY)
+    answer = read(body)
+    starts = {e["title"]: e["start"] for e in answer["events"]}
+    assert starts == {
+        "Big": "2026-10-27T13:00:00+01:00",
+        "Deep zone": "2026-10-27T13:00:00+01:00",  # 15:00 at +03:00, as the VTIMEZONE defines it
+        "Dentist": "2026-10-27T10:00:00+01:00",
+    }
+    assert answer["peak_rss_kb"] * 1024 < MEMORY_LIMIT_BYTES
+
+
 def test_twenty_megabytes_of_history_read_in_a_fraction_of_the_limit() -> None:
     body = icsgen.big_feed(TODAY, years=36, per_day=2)
     assert len(body) > 19_000_000

@@ -41,7 +41,8 @@ _TEXT_PROPS = frozenset({"SUMMARY", "LOCATION"})
 _HEADER_PROPS = frozenset({"VERSION", "CALSCALE", "X-WR-TIMEZONE"})
 _SELECT_PROPS = ("UID", "DTSTART", "DTEND", "DURATION", "RRULE", "RDATE", "RECURRENCE-ID")
 
-_LINE_RE = re.compile(r"\r\n|\n|\r")
+_LINE_RE = re.compile(r"[^\r\n]+")  # one line, found lazily: a hostile block may hold millions
+_NESTED_RE = re.compile(r"(?s)\nBEGIN:.*?(?:\nEND:[^\r\n]*|$)")  # a VALARM (or any component) in a VEVENT
 _DURATION_RE = re.compile(r"^([+-])?P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
 _UNTIL_RE = re.compile(r"(?i)UNTIL=(\d{8})")
 _THIS_AND_FUTURE_RE = re.compile(r"(?im)^RECURRENCE-ID;[^\r\n]*RANGE=THISANDFUTURE")
@@ -142,18 +143,14 @@ def _unescape(value: str) -> str:
 
 def own_properties(block: str) -> dict[str, str]:
     """The values of the VEVENT's own UID, DTSTART, ... (first of each), not those of a nested VALARM."""
-    nested: list[tuple[int, int]] = []
-    begin = block.find("\nBEGIN:")
-    while begin >= 0:
-        end = block.find("\nEND:", begin)
-        nested.append((begin, len(block) if end < 0 else end))
-        begin = -1 if end < 0 else block.find("\nBEGIN:", end)
+    if "\nBEGIN:" in block:
+        block = _NESTED_RE.sub("", block)  # each nested BEGIN runs to the next END, as the parsers pair them
     props: dict[str, str] = {}
     for name in _SELECT_PROPS:
         at = block.find("\n" + name)
         while at >= 0:
             after = at + 1 + len(name)
-            if block[after : after + 1] in (";", ":") and not any(lo <= at < hi for lo, hi in nested):
+            if block[after : after + 1] in (";", ":"):
                 line_end = block.find("\n", after)
                 props[name] = split_property(block[at + 1 : None if line_end < 0 else line_end].rstrip("\r"))[1]
                 break
@@ -242,15 +239,16 @@ def _event_spans(body: bytes) -> tuple[list[tuple[int, int]], list[tuple[int, in
 
 
 def _header_lines(preamble: str) -> list[str]:
-    """The calendar's own properties that the reader uses (depth 1, before the first component)."""
+    """The calendar's own properties that the reader uses (depth 1, before the first VEVENT)."""
     lines: list[str] = []
     depth = 0
-    for line in _LINE_RE.split(preamble):
+    for m in _LINE_RE.finditer(preamble):
+        line = m.group(0)
         if line[:6].upper() == "BEGIN:":
             depth += 1
         elif line[:4].upper() == "END:":
             depth -= 1
-        elif depth == 1 and _name_of(line) in _HEADER_PROPS and len(line) <= MAX_HEADER_LINE_CHARS:
+        elif depth == 1 and len(line) <= MAX_HEADER_LINE_CHARS and _name_of(line) in _HEADER_PROPS:
             lines.append(line)
     return lines
 
@@ -275,7 +273,8 @@ def reduce_event(block: str) -> str:
     """The VEVENT with only its own properties that decide when it occurs and what the wall shows."""
     out = ["BEGIN:VEVENT"]
     depth = 0
-    for raw in _LINE_RE.split(block):
+    for m in _LINE_RE.finditer(block):
+        raw = m.group(0)
         head = raw[:6].upper()
         if head == "BEGIN:":
             depth += 1
@@ -283,7 +282,7 @@ def reduce_event(block: str) -> str:
         if raw[:4].upper() == "END:":
             depth -= 1
             continue
-        if depth != 1 or not raw:
+        if depth != 1:
             continue  # VALARMs and anything else nested
         name = _name_of(raw[: MAX_LINE_CHARS + 1])
         line = name + raw[len(name) :]  # names are case-insensitive; the steps after this read capitals
@@ -294,6 +293,24 @@ def reduce_event(block: str) -> str:
                 raise Unreadable(name)
             out.append(line)
     out.append("END:VEVENT")
+    return "\r\n".join(out)
+
+
+def reduce_timezone(block: str) -> str:
+    """The VTIMEZONE with its own properties and its STANDARD / DAYLIGHT observances only (RFC 5545 §3.6.5):
+    anything else nested in it, to any depth, never reaches the parser."""
+    out: list[str] = []
+    path: list[str] = []
+    for m in _LINE_RE.finditer(block):
+        line = m.group(0)
+        upper = line[:16].upper()
+        if upper.startswith("BEGIN:"):
+            path.append(upper[6:].strip())
+        wanted = len(path) == 1 or (len(path) == 2 and path[1] in ("STANDARD", "DAYLIGHT"))
+        if wanted:
+            out.append(line)
+        if upper.startswith("END:") and path:
+            path.pop()
     return "\r\n".join(out)
 
 
@@ -350,7 +367,7 @@ def select(body: bytes, lo: dt.date, hi: dt.date) -> Selection:
         for m in _TIMEZONE_RE.finditer(body, lo_at, hi_at):
             block = unfold(m.group(0))
             if vtimezone_tzid(block) in named:
-                selection.timezones.append(block)
+                selection.timezones.append(reduce_timezone(block))
                 chars += len(block)
     if chars > MAX_PARSE_CHARS:
         raise _too_many(f"more than {MAX_PARSE_CHARS // 1000} kB of events and time zones")
@@ -362,7 +379,7 @@ def select(body: bytes, lo: dt.date, hi: dt.date) -> Selection:
 
 _TZID_PROPS = ("DTSTART", "DTEND", "EXDATE", "RDATE", "RECURRENCE-ID")
 _VALUE_PARAM_RE = re.compile(r";VALUE=[A-Za-z-]+$")
-_DATE_VALUE_RE = re.compile(r"^[0-9TZ,]+$")
+_DATE_VALUE_RE = re.compile(r"^[0-9A-Z,/+-]+$")  # dates, date-times, periods (…/PT1H)
 
 
 def tzid_parameter(line: str) -> tuple[str, str, str] | None:
