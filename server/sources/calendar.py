@@ -280,47 +280,43 @@ class CalendarSource:
             if state.last_modified:
                 headers["If-Modified-Since"] = state.last_modified
         expand_to = last + dt.timedelta(days=EXTRA_DAYS)
-        readers: list[Reader] = []
+        started: list[Reader] = []  # the reader a 2xx answer's body goes to, chunk by chunk as it arrives
 
         def sink(status: int, _headers: Mapping[str, str]) -> Callable[[bytes], object] | None:
             if not 200 <= status < 300:
                 return None  # an error page is small and read here
-            readers.append(Reader(self.zone, today, expand_to, self.reader_limits))
-            return readers[-1].write
+            started.append(Reader(self.zone, today, expand_to, self.reader_limits))
+            return started[0].write
 
         try:
-            response = client.request("GET", self.urls[index], headers=headers, sink=sink)
-        except TransientError as err:
-            for reader in readers:
-                reader.abort()
-            if "bytes" in err.message and ("limit is" in err.message or "more than" in err.message):
-                raise TransientError(f"{err.message} (raise sources.calendar.max_bytes)") from None
-            raise
-        except ReaderError as err:
-            self._refuse(state, readers, err)
-            raise TransientError(err.message) from None
-        if response.status == 304 and covered:
-            state.error = None
-            state.read_at = self.clock()
-            return
-        problem = status_message(response)
-        if problem is not None:
-            wait_s = parse_retry_after(response.headers.get("Retry-After"), self.clock())
-            if wait_s is not None and response.status in (429, 503):
-                state.not_before_s = self.clock() + wait_s  # this feed only; the others are polled as usual
-            raise TransientError(problem)
-        if not readers:
-            raise TransientError(f"the link answers HTTP {response.status} without a calendar")
-        reader = readers[-1]
-        if state.refused is not None and state.refused[0] == reader.digest.digest():
-            reader.abort()  # the same bytes as the last time a limit stopped the reader: same answer, no CPU
-            raise TransientError(state.refused[1])
-        try:
+            try:
+                response = client.request("GET", self.urls[index], headers=headers, sink=sink)
+            except TransientError as err:
+                if "bytes" in err.message and ("limit is" in err.message or "more than" in err.message):
+                    raise TransientError(f"{err.message} (raise sources.calendar.max_bytes)") from None
+                raise
+            if response.status == 304 and covered:
+                state.error = None
+                state.read_at = self.clock()
+                return
+            problem = status_message(response)
+            if problem is not None:
+                wait_s = parse_retry_after(response.headers.get("Retry-After"), self.clock())
+                if wait_s is not None and response.status in (429, 503):
+                    state.not_before_s = self.clock() + wait_s  # this feed only; the others are polled as usual
+                raise TransientError(problem)
+            reader = started[0]
+            if state.refused is not None and state.refused[0] == reader.digest.digest():
+                raise TransientError(state.refused[1])  # the same bytes a limit stopped: the same answer, no CPU
             with self._reading:
                 result = reader.finish(self.parse_timeout_s)
         except ReaderError as err:
-            self._refuse(state, readers, err)
+            if err.limit and started:
+                state.refused = (started[0].digest.digest(), err.message)
             raise TransientError(err.message) from None
+        finally:
+            for reader in started:
+                reader.abort()  # a download that failed, a body not read again (after finish(): nothing left)
         events = [e for e in result["events"] if isinstance(e, dict)]
         unreadable, too_many = result.get("unreadable"), result.get("too_many")
         state.unreadable = unreadable if isinstance(unreadable, int) else 0
@@ -341,12 +337,6 @@ class CalendarSource:
         state.last_modified = response.headers.get("Last-Modified")
         state.error = state.refused = None
         state.read_at = self.clock()
-
-    @staticmethod
-    def _refuse(state: FeedState, readers: list[Reader], err: ReaderError) -> None:
-        """A reader over one of its limits: remember the bytes, so an unchanged feed costs no second run."""
-        if err.limit and readers:
-            state.refused = (readers[-1].digest.digest(), err.message)
 
     # -- the last good occurrences on disk (window-sized: they do not grow with a feed's history)
 

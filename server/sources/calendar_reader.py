@@ -116,7 +116,7 @@ class Reader:
                 except BlockingIOError:
                     continue  # the pipe filled up between select and write
         except (BrokenPipeError, ValueError):  # it ended (a limit?) while the download went on
-            raise self._ended(self._collect(deadline_s=time.monotonic() + 5.0)) from None
+            raise self._ended(self._collect(timeout_s=5.0)) from None
 
     def finish(self, timeout_s: float = PARSE_TIMEOUT_S) -> dict[str, Any]:
         """End of the download: the reader's answer, or ReaderError."""
@@ -124,7 +124,7 @@ class Reader:
             self._stdin.close()
         except BrokenPipeError:
             pass  # it has ended already: its exit status says why
-        output = self._collect(deadline_s=time.monotonic() + timeout_s, timeout_s=timeout_s)
+        output = self._collect(timeout_s)
         try:
             result = json.loads(output)
         except ValueError:
@@ -146,8 +146,10 @@ class Reader:
 
     # -- the child's end
 
-    def _collect(self, deadline_s: float, timeout_s: float | None = None) -> bytes:
-        """Read stdout (capped) and stderr (its end) until the reader exits; kill it at the deadline."""
+    def _collect(self, timeout_s: float) -> bytes:
+        """Read stdout (capped) and stderr (its end) until the reader exits; kill it after `timeout_s`."""
+        self._timeout_s = timeout_s
+        deadline_s = time.monotonic() + timeout_s
         out = bytearray()
         with selectors.DefaultSelector() as sel:
             sel.register(self._stdout, selectors.EVENT_READ, out)
@@ -155,7 +157,7 @@ class Reader:
             while sel.get_map():
                 left_s = deadline_s - time.monotonic()
                 if left_s <= 0:
-                    self._timed_out = timeout_s is not None
+                    self._timed_out = True
                     break
                 for key, _ in sel.select(left_s):
                     data = os.read(key.fd, 65536)
@@ -171,7 +173,6 @@ class Reader:
                 if self._too_big:
                     break
         self.abort()  # reaps it; kills it first if it is still running (deadline, answer too big)
-        self._timeout_s = timeout_s
         return bytes(out)
 
     def _ended(self, output: bytes, result: Any = None) -> ReaderError:
