@@ -73,7 +73,7 @@ def peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 mode, path = sys.argv[1], sys.argv[2]
-import server.homeboard, server.core.app  # the server's own modules, as in a running server
+import server.homeboard, server.web.app  # the server's own modules, as in a running server
 from server.config import CalendarConfig, CalendarFeedConfig
 body = Path(path).read_bytes()
 gc.collect()

@@ -22,7 +22,8 @@
 # HOMEBOARD_SECRETS (more secret names), HOMEBOARD_HEALTHZ_WAIT_S (90), HOMEBOARD_WALL_SETTLE_S (10: how
 # long the wall session must stay up to count as running), HOMEBOARD_PYTHON (the Python for the config check).
 #
-# The steps that run on the Pi are in provisioning/remote.sh; this file is the part on your computer.
+# The steps that run on the Pi are in provisioning/remote.sh (doctor's checks in provisioning/doctor.sh); this
+# file is the part on your computer.
 # Runs with bash ≥ 3.2 (macOS) here and bash 5 on the Pi.
 
 set -euo pipefail
@@ -30,6 +31,8 @@ set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 REMOTE_LIB="$SCRIPT_DIR/remote.sh"
+DOCTOR_LIB="$SCRIPT_DIR/doctor.sh" # remote_doctor, sent after remote.sh (whose helpers it uses)
+REMOTE_LIBS=("$REMOTE_LIB")        # what remote_run sends before the call
 HB_USER=homeboard
 
 MODE=install # install | doctor
@@ -141,7 +144,7 @@ remote_run() {
 		printf 'HW_WATCHDOG=%q MIN_FREE_MB=%q HEALTHZ_WAIT_S=%q WALL_SETTLE_S=%q\n' "${HOMEBOARD_HW_WATCHDOG:-1}" \
 			"${HOMEBOARD_MIN_FREE_MB:-600}" "${HOMEBOARD_HEALTHZ_WAIT_S:-90}" "${HOMEBOARD_WALL_SETTLE_S:-10}"
 		for assignment in "$@"; do printf '%s=%q\n' "${assignment%%=*}" "${assignment#*=}"; done
-		cat "$REMOTE_LIB"
+		cat "${REMOTE_LIBS[@]}"
 		# Called on the last line: bash has read the whole script before anything in it can read stdin.
 		printf '\n%s </dev/null\n' "$fn"
 	} | ssh "${SSH_ARGS[@]}" "$TARGET" "$REMOTE_SHELL" >"$out" || status=$?
@@ -426,6 +429,7 @@ doctor() {
 	step_check_target >/dev/null
 	CURRENT_STEP=""
 	local status=0
+	REMOTE_LIBS+=("$DOCTOR_LIB")
 	remote_run remote_doctor || status=$?
 	case "$status" in
 	0) ;;
@@ -473,6 +477,7 @@ parse_args() {
 	[ -r "$CONFIG_FILE" ] || fatal "cannot read the config file $CONFIG_FILE"
 	CONFIG_FILE="$(cd "$(dirname "$CONFIG_FILE")" && pwd)/$(basename "$CONFIG_FILE")"
 	[ -r "$REMOTE_LIB" ] || fatal "$REMOTE_LIB is missing"
+	[ -r "$DOCTOR_LIB" ] || fatal "$DOCTOR_LIB is missing"
 	command -v ssh >/dev/null || fatal "ssh is not installed on this computer"
 	command -v rsync >/dev/null || fatal "rsync is not installed on this computer (macOS: brew install rsync)"
 }

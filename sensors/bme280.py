@@ -10,15 +10,11 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from sensors.descriptor import SensorType, i2c_keys
 from sensors.errors import CalibrationError, NotReadyError, WrongChipError
 from sensors.i2c import ENABLE_I2C, I2CPort
 from sensors.reading import Reading, StuckDetector, check_range
-
-if TYPE_CHECKING:
-    from sensors.emulated.climate import Climate
 
 ADDRESSES = (0x76, 0x77)  # SDO to GND / to VDDIO
 REG_CALIB_TP = 0x88  # calib00..25, 26 bytes
@@ -282,18 +278,6 @@ def _open(port: I2CPort, type_name: str, stuck_reads: int) -> Bme280:
     return Bme280(port, type_name, stuck_reads)
 
 
-def _emulate_bme280(address: int, climate: Climate) -> Any:
-    from sensors.emulated.bme280 import EmulatedBme280  # emulation is loaded by tests and the demo only
-
-    return EmulatedBme280(address, climate)  # with a real chip's trim
-
-
-def _emulate_bmp280(address: int, climate: Climate) -> Any:
-    from sensors.emulated.bme280 import EmulatedBme280
-
-    return EmulatedBme280(address, climate, chip_id=CHIP_IDS_BMP280[0])
-
-
 BME280 = SensorType(
     names=("bme280",),
     title="BME280",
@@ -306,7 +290,6 @@ BME280 = SensorType(
     keys=i2c_keys(ADDRESSES),
     location_key="address",
     open=_open,
-    emulate=_emulate_bme280,
     enable=ENABLE_I2C,
     addresses=ADDRESSES,
     probe=probe,
@@ -320,7 +303,6 @@ BMP280 = SensorType(
     keys=i2c_keys(ADDRESSES),
     location_key="address",
     open=_open,
-    emulate=_emulate_bmp280,
     enable=ENABLE_I2C,
     addresses=ADDRESSES,
     probe=probe,

@@ -8,7 +8,7 @@ import zlib
 from typing import Any
 
 from sensors import Sensor, open_sensor
-from sensors.emulated import Climate, FakeBus, FakeSysfs
+from sensors.emulated import Climate, FakeBus, FakeSysfs, emulate
 from sensors.registry import lookup
 
 # What the demo shows when the config lists no sensors: three local sensors, three kinds of chip.
@@ -35,8 +35,8 @@ def climate_for(sensor_id: str) -> Climate:
 
 
 class DemoHardware:
-    """Builds the emulated chips for `specs` under `root` (a temp dir: the fake sysfs trees live there); each
-    sensor type's descriptor says which emulated chip stands in for it and where it goes."""
+    """Builds the emulated chips for `specs` under `root` (a temp dir: the fake sysfs trees live there): the
+    emulated chip of each type (sensors/emulated/chips.py), where its descriptor says it goes."""
 
     def __init__(self, root: str, specs: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> None:
         self.root = root
@@ -56,7 +56,7 @@ class DemoHardware:
         settings = kind.settings(spec, str(spec["type"]))
         sensor_id = str(spec.get("id", spec["type"]))
         climate = self.climates[sensor_id] = climate_for(sensor_id)
-        device = kind.emulate(settings[kind.location_key], climate)
+        device = emulate(kind, settings[kind.location_key], climate)
         if kind.connection == "i2c":
             self.bus(settings["bus"]).attach(device)
         else:

@@ -1,6 +1,7 @@
-"""What a sensor type is, in one value: its names, where it can be, what it measures, the config keys it takes and
-how to emulate it. Each driver module declares its own beside the driver; sensors.registry lists them, and
-open_sensor, the config check, `python -m sensors scan`, the demo and Home Assistant discovery read them there."""
+"""What a sensor type is, in one value: its names, where it can be, what it measures and the config keys it takes.
+Each driver module declares its own beside the driver; sensors.registry lists them, and open_sensor, the config
+check, `python -m sensors scan`, the demo and Home Assistant discovery read them there. Which emulated chip
+stands in for a type is the emulation's business (sensors/emulated/chips.py): no driver imports its emulator."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from sensors.errors import SensorSpecError
 
 if TYPE_CHECKING:
-    from sensors.emulated.climate import Climate
     from sensors.i2c import I2CPort
     from sensors.reading import Sensor
 
@@ -86,9 +86,6 @@ class SensorType:
     location_key: str  # the key that says where the chip is: address, device, iio_device
     # Opens the driver: (I2CPort or sysfs.SysfsDevice, type name, stuck_reads) → Sensor; checks the chip's identity.
     open: Callable[[Any, str, int], Sensor]
-    # The emulated stand-in (sensors/emulated) at a location: (address or device name, Climate) → an emulated I2C
-    # chip to attach to a FakeBus, or an emulated sysfs device to add to a FakeSysfs.
-    emulate: Callable[[Any, Climate], Any]
     enable: str  # what turns its bus or kernel driver on, for people: "dtoverlay=w1-gpio in ..."
     addresses: tuple[int, ...] = ()  # I2C: every address the chip can have; the first is the default
     probe: Callable[[I2CPort], str] | None = None  # I2C scan: says what answers at an address

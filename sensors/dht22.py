@@ -11,15 +11,12 @@ import errno
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sensors.descriptor import SensorType, sysfs_key
 from sensors.errors import BusError, NoDeviceError, WrongChipError
 from sensors.reading import Reading, StuckDetector, check_range
 from sensors.sysfs import IIO_ROOT, Reader, SysfsDevice, read_text
-
-if TYPE_CHECKING:
-    from sensors.emulated.climate import Climate
 
 DRIVER_NAME = "dht11"  # the kernel driver's name for DHT11, DHT21 and DHT22 alike
 RETRY_ERRNOS = frozenset({errno.EIO, errno.ETIMEDOUT, errno.EAGAIN})
@@ -147,12 +144,6 @@ def _open_dht22(device: SysfsDevice, type_name: str, stuck_reads: int) -> Dht22:
     return Dht22(device.name, device.root, device.reader, stuck_reads=stuck_reads, kind=DHT22)
 
 
-def _emulate_dht22(iio_device: str, climate: Climate) -> Any:
-    from sensors.emulated.sysfs import EmulatedDht, dht22_frame  # emulation is loaded by tests and the demo only
-
-    return EmulatedDht(iio_device, climate, frame=dht22_frame)
-
-
 DHT22 = SensorType(
     names=("dht22", "am2302"),
     title="DHT22",
@@ -161,7 +152,6 @@ DHT22 = SensorType(
     keys=(IIO_DEVICE_KEY,),
     location_key="iio_device",
     open=_open_dht22,
-    emulate=_emulate_dht22,
     enable=ENABLE_DHT,
     sysfs_ids={DRIVER_NAME: "DHT22/AM2302"},
 )
@@ -169,12 +159,6 @@ DHT22 = SensorType(
 
 def _open_dht11(device: SysfsDevice, type_name: str, stuck_reads: int) -> Dht11:
     return Dht11(device.name, device.root, device.reader, stuck_reads=stuck_reads)
-
-
-def _emulate_dht11(iio_device: str, climate: Climate) -> Any:
-    from sensors.emulated.sysfs import EmulatedDht, dht11_frame  # emulation is loaded by tests and the demo only
-
-    return EmulatedDht(iio_device, climate, frame=dht11_frame)
 
 
 # The same kernel driver and files as the DHT22; a narrower range, whole units only.
@@ -186,7 +170,6 @@ DHT11 = SensorType(
     keys=(IIO_DEVICE_KEY,),
     location_key="iio_device",
     open=_open_dht11,
-    emulate=_emulate_dht11,
     enable=ENABLE_DHT,
     sysfs_ids={DRIVER_NAME: "DHT11"},
 )

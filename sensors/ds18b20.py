@@ -10,15 +10,11 @@ from __future__ import annotations
 import errno
 import os
 import re
-from typing import TYPE_CHECKING, Any
 
 from sensors.descriptor import SensorType, sysfs_key
 from sensors.errors import BusError, CrcError, NoDeviceError, NotReadyError, PowerOnValueError, WrongChipError
 from sensors.reading import Reading, StuckDetector, check_range
 from sensors.sysfs import W1_ROOT, Reader, SysfsDevice, read_text
-
-if TYPE_CHECKING:
-    from sensors.emulated.climate import Climate
 
 FAMILIES = {"28": "DS18B20", "22": "DS1822", "3b": "DS1825", "42": "DS28EA00"}  # same 12-bit format
 RAW_POWER_ON = 0x0550  # +85 °C: the register's reset value, i.e. no conversion happened
@@ -140,12 +136,6 @@ def _open(device: SysfsDevice, type_name: str, stuck_reads: int) -> Ds18b20:
     return Ds18b20(device.name, device.root, device.reader, stuck_reads)
 
 
-def _emulate(device: str, climate: Climate) -> Any:
-    from sensors.emulated.sysfs import EmulatedDs18b20  # emulation is loaded by tests and the demo only
-
-    return EmulatedDs18b20(device, climate)
-
-
 DS18B20 = SensorType(
     names=("ds18b20",),
     title="DS18B20",
@@ -154,7 +144,6 @@ DS18B20 = SensorType(
     keys=(sysfs_key("device", "its 1-Wire id", "28-0316a2794aff"),),
     location_key="device",
     open=_open,
-    emulate=_emulate,
     enable="add dtoverlay=w1-gpio (data on GPIO4, 4.7 kΩ pull-up) to /boot/firmware/config.txt",
     sysfs_ids=FAMILIES,
 )

@@ -6,15 +6,10 @@ The datasheet's sample code gets negative temperatures wrong (256 - x instead of
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from sensors.descriptor import SensorType, i2c_keys
 from sensors.errors import WrongChipError
 from sensors.i2c import ENABLE_I2C, I2CPort
 from sensors.reading import Reading, StuckDetector, check_range
-
-if TYPE_CHECKING:
-    from sensors.emulated.climate import Climate
 
 ADDRESSES = tuple(range(0x18, 0x20))  # 0011 A2 A1 A0
 REG_CONFIG = 0x01
@@ -83,12 +78,6 @@ def _open(port: I2CPort, type_name: str, stuck_reads: int) -> Mcp9808:
     return Mcp9808(port, stuck_reads)
 
 
-def _emulate(address: int, climate: Climate) -> Any:
-    from sensors.emulated.mcp9808 import EmulatedMcp9808  # emulation is loaded by tests and the demo only
-
-    return EmulatedMcp9808(address, climate)
-
-
 MCP9808 = SensorType(
     names=("mcp9808",),
     title="MCP9808",
@@ -97,7 +86,6 @@ MCP9808 = SensorType(
     keys=i2c_keys(ADDRESSES),
     location_key="address",
     open=_open,
-    emulate=_emulate,
     enable=ENABLE_I2C,
     addresses=ADDRESSES,
     probe=probe,

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from sensors.descriptor import SensorType, i2c_keys
 from sensors.errors import CrcError
 from sensors.i2c import ENABLE_I2C, I2CPort
 from sensors.reading import Reading, StuckDetector, check_range
-
-if TYPE_CHECKING:
-    from sensors.emulated.climate import Climate
 
 ADDRESSES = (0x44, 0x45)  # ADDR pin low / high
 CMD_MEASURE_HIGH_NO_STRETCH = 0x2400
@@ -135,12 +131,6 @@ def _open(port: I2CPort, type_name: str, stuck_reads: int) -> Sht3x:
     return Sht3x(port, stuck_reads)
 
 
-def _emulate(address: int, climate: Climate) -> Any:
-    from sensors.emulated.sht3x import EmulatedSht3x  # emulation is loaded by tests and the demo only
-
-    return EmulatedSht3x(address, climate)
-
-
 # SHT30, SHT31 and SHT35 differ in accuracy only: same commands, conversion and range.
 SHT3X = SensorType(
     names=("sht31", "sht30", "sht35", "sht3x"),
@@ -150,7 +140,6 @@ SHT3X = SensorType(
     keys=i2c_keys(ADDRESSES),
     location_key="address",
     open=_open,
-    emulate=_emulate,
     enable=ENABLE_I2C,
     addresses=ADDRESSES,
     probe=probe,

@@ -13,13 +13,14 @@ import threading
 
 from server import __version__
 from server.config import Config, ConfigError, load_config, replace
-from server.core.app import Serving
 from server.core.checkconfig import check_startable
 from server.core.datadir import prepare_data_dir
 from server.core.memory import freeze_startup
 from server.core.sdnotify import Notifier
 from server.core.tls import CertificateError, ReloadingCertificate
+from server.doctor import facts
 from server.homeboard import Homeboard
+from server.web.app import Serving
 
 log = logging.getLogger("server")
 
@@ -44,10 +45,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="with --check-config, for a config written for another machine (a Pi, checked on a laptop): the files "
         "it names (secrets_file, TLS certificates and keys) are on that machine, so they are not read here",
     )
+    p.add_argument(
+        "--doctor",
+        action="store_true",
+        help="print what provision.sh doctor asks of this machine (name=value lines: the live Wayland sockets, the "
+        "GPIO library, the browser profile's crash flag, display.backend), then exit; changes and starts nothing",
+    )
+    p.add_argument("--runtime-dir", help="with --doctor: the kiosk user's runtime folder (/run/user/UID)")
+    p.add_argument("--browser-profile", help="with --doctor: the kiosk's Chromium profile folder")
     p.add_argument("--version", action="version", version=f"homeboard {__version__}")
     args = p.parse_args(argv)
     if args.for_another_machine and not args.check_config:
         p.error("--for-another-machine goes with --check-config")
+    if (args.runtime_dir or args.browser_profile) and not args.doctor:
+        p.error("--runtime-dir and --browser-profile go with --doctor")
+    if args.doctor and not (args.runtime_dir and args.browser_profile):
+        p.error("--doctor needs --runtime-dir and --browser-profile")
     return args
 
 
@@ -73,7 +86,7 @@ def setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # Tornado logs every request at INFO through its own logger; ours (server.core.app.log_request) replaces it.
+    # Tornado logs every request at INFO through its own logger; ours (server.web.app.log_request) replaces it.
     logging.getLogger("tornado.access").setLevel(logging.WARNING)
 
 
@@ -122,6 +135,10 @@ async def serve(cfg: Config) -> int:
 def main(argv: list[str] | None = None) -> int:
     faulthandler.enable()  # a hang killed by the watchdog (SIGABRT) or a crash in C prints the Python stack
     args = parse_args(argv)
+    if args.doctor:
+        for name, value in facts(args.config, args.runtime_dir, args.browser_profile).items():
+            print(f"{name}={value}")
+        return 0
     try:
         files_here = not args.for_another_machine
         cfg = apply_overrides(load_config(args.config, demo=args.demo, files_here=files_here), args)

@@ -182,10 +182,6 @@ class Homeboard:
     async def stop(self) -> None:
         """The reverse: MQTT first (no message is taken and acknowledged after the history has closed), the
         sources, the inputs and outputs, the demo, the history (commits what is queued), the last-known state."""
-        for client in list(self.hub.clients.values()):
-            close = getattr(client, "close", None)
-            if close is not None:
-                close(1001, "server shutting down")
         steps: list[Callable[[], Any]] = []
         if self.mqtt is not None:
             steps.append(self.mqtt.stop)
@@ -206,6 +202,29 @@ class Homeboard:
             source.close()
 
     # ------------------------------------------------------------------ health
+
+    def health(self) -> dict[str, Any]:
+        """The /healthz body: "degraded" when a source fails or a section's status is other than ok."""
+        sources = self.runner.health_report()
+        body: dict[str, Any] = {
+            "status": "ok",
+            "version": self.version,
+            "uptime_s": round(time.monotonic() - self.started_monotonic, 1),
+            "clients": len(self.hub.clients),
+            "sources": sources,
+        }
+        degraded = any(v["failing"] for v in sources.values())
+        for name, fn in self.health_sections().items():
+            try:
+                extra = fn()
+            except Exception as err:  # a broken health probe is itself a degraded state, not a 500
+                extra = {"status": "degraded", "error": f"health check failed: {type(err).__name__}"}
+            body[name] = extra
+            if isinstance(extra, dict) and extra.get("status") not in (None, "ok"):
+                degraded = True
+        if degraded:
+            body["status"] = "degraded"
+        return body
 
     def health_sections(self) -> dict[str, HealthCheck]:
         """/healthz sections beside "sources": each a dict whose "status" other than ok makes it degraded."""

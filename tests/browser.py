@@ -22,7 +22,7 @@ import yaml
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from server.core.handlers import PageStaticHandler
+from server.web.page import PageStaticHandler
 from tests.conftest import REPO, free_port, require_tool
 
 CHROMIUM = "/usr/bin/chromium"

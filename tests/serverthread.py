@@ -1,6 +1,6 @@
 """A real Homeboard server on a loopback port, running its own event loop in a thread, for tests.
 
-It runs the product's own assembly (server.homeboard.Homeboard) and start/stop (server.core.app.Serving), exactly as
+It runs the product's own assembly (server.homeboard.Homeboard) and start/stop (server.web.app.Serving), exactly as
 `python -m server` does. Tests talk to it over real HTTP and WebSocket from their own loop; `call()` runs a
 function on the server's loop thread (the hub is not thread-safe, by design).
 """
@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from server.config import Config
-from server.core.app import Serving
 from server.homeboard import Homeboard
+from server.web.app import Serving
 
 
 class ServerThread:

@@ -15,9 +15,9 @@ import pytest
 import requests
 
 from server.config import CalendarConfig, CalendarFeedConfig, ConfigError, parse_config, replace
+from server.core.source import TransientError
 from server.demo.calendars import DEMO_CALENDAR
 from server.demo.standin import demo_urls, make_standin_app
-from server.sources.base import TransientError
 from server.sources.calendar import CalendarSource, fetch_url
 from server.sources.calendar_ics import MAX_OCCURRENCES, expand
 from server.sources.calendar_text import FeedError, check_feed, might_show, unfold

@@ -176,7 +176,7 @@ def test_anchors_and_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
         "  - {<<: *sht, id: b, address: 0x45}\n"
     )
     # The anchor's holder is an unknown key, so parse the loaded document without it.
-    from server.core.strictyaml import safe_load_unique
+    from server.config.strictyaml import safe_load_unique
 
     doc = safe_load_unique(text)
     assert isinstance(doc, dict)

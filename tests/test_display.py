@@ -29,8 +29,10 @@ from server.display.backends import (
     parse_cec_power,
     parse_wlopm,
     parse_wlr_randr,
+    probe,
 )
-from server.display.controller import DisplayController, Motion, decide, in_window, parse_hhmm
+from server.display.controller import DisplayController
+from server.display.decide import Motion, decide, in_window, parse_hhmm
 from tests.conftest import REPO, make_config
 from tests.serverthread import ServerThread
 
@@ -428,7 +430,7 @@ def test_parsers_of_recorded_outputs() -> None:
 
 def test_probe_says_which_backends_work(standins: Path, compositor: str, tmp_path: Path) -> None:
     _sysfs(tmp_path)
-    lines = display_mod.probe(DisplayConfig(backend="wlopm"), sysfs_root=str(tmp_path / "sys"))
+    lines = probe(DisplayConfig(backend="wlopm"), sysfs_root=str(tmp_path / "sys"))
     text = "\n".join(lines)
     assert "* wlopm      works: the screen is on" in text
     assert "  wlr-randr  works: the screen is on" in text

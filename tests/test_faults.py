@@ -165,7 +165,7 @@ def test_hung_event_loop_stops_watchdog_pings_and_abort_shows_where(tmp_path: Pa
         srv.proc.wait(10)
         log = srv.log()
         assert "Fatal Python error: Aborted" in log
-        assert "server/core/handlers.py" in log
+        assert "server/web/handlers.py" in log
         assert " in get" in log
     finally:
         srv.stop()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from server.sources.base import AuthError, PayloadError, RateLimitedError, TransientError
+from server.core.source import AuthError, PayloadError, RateLimitedError, TransientError
 from server.sources.http import USER_AGENT, HttpClient, parse_retry_after, redact_text, redact_url
 from tests.conftest import require_tool
 from tests.fakeapi import FakeApi, RawServer, Recorded, Reply

@@ -17,7 +17,7 @@ import pytest
 import requests
 import yaml
 
-from server.readings.ingest import FIELDS
+from server.readings.body import FIELDS
 from tests.conftest import REPO, require_tool
 from tests.procutil import ServerProcess
 

@@ -21,8 +21,8 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from server.config import ConfigError
-from server.core.handlers import PageStaticHandler, is_page_file
-from server.core.hostcheck import HostPolicy, host_name_of, interface_addresses
+from server.web.hostcheck import HostPolicy, host_name_of, interface_addresses
+from server.web.page import PageStaticHandler, is_page_file
 from tests.conftest import REPO, make_config, require, require_tool
 from tests.procutil import ServerProcess
 from tests.serverthread import ServerThread

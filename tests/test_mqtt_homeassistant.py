@@ -17,11 +17,11 @@ import pytest
 
 from sensors.registry import quantities_of
 from server import homeboard as homeboard_mod
+from server.core.source import SimpleSource, TransientError
 from server.display.backends import make_backend
 from server.mqtt import retained as retained_mod
 from server.mqtt.homeassistant import QUANTITIES
 from server.mqtt.retained import FILE_NAME
-from server.sources.base import SimpleSource, TransientError
 from tests.conftest import make_config
 from tests.mqttbroker import Broker, Client, health, mqtt_settings, topic_state, wait_until
 from tests.serverthread import ServerThread

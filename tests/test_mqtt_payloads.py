@@ -20,7 +20,7 @@ from server.mqtt.payloads import (
 )
 from server.mqtt.sensors import _availability, default_availability_topic
 from server.mqtt.share import SharedStateError, matches, parse_shared
-from server.readings.ingest import reading_from_body
+from server.readings.body import reading_from_body
 from server.readings.reading import ReadingError
 
 # Recorded shapes (Zigbee2MQTT 1.x for an Aqara WSDCGQ11LM, Tasmota 13 with an AM2301 and a BME280).

@@ -10,7 +10,7 @@ import pytest
 import tornado.httpclient
 
 from server.core.runner import BACKOFF_CAP_FACTOR, backoff_delay_s
-from server.sources.base import AuthError, RateLimitedError, SimpleSource, TransientError, UnavailableError
+from server.core.source import AuthError, RateLimitedError, SimpleSource, TransientError, UnavailableError
 from tests.conftest import make_config
 from tests.serverthread import ServerThread
 

@@ -11,7 +11,7 @@ import pytest
 from sensors import ImplausibleValueError, Reading, SensorSpecError, open_sensor, scan
 from sensors.demo import DemoHardware
 from sensors.descriptor import SensorType
-from sensors.emulated import Climate, FakeBus, FakeSysfs
+from sensors.emulated import Climate, FakeBus, FakeSysfs, emulate
 from sensors.registry import BY_NAME, NAMES, TYPES, check_spec, lookup, quantities_of, type_keys
 from server.config import ConfigError, SensorConfig, parse_config
 from server.mqtt.homeassistant import QUANTITIES
@@ -38,7 +38,7 @@ def _open_emulated(kind: SensorType, name: str, climate: Climate, tmp_path: Path
     spec = {"type": name}
     spec.update({k.name: k.example for k in kind.keys if k.default is None})  # required keys get their example
     location = kind.settings(spec, name)[kind.location_key]
-    device = kind.emulate(location, climate)
+    device = emulate(kind, location, climate)
     if kind.connection == "i2c":
         bus = FakeBus(1)
         bus.attach(device)

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from server.config import DeparturesConfig
 from server.core.jsonutil import dumps
+from server.core.source import AuthError, PayloadError, RateLimitedError, TransientError
 from server.demo.standin import demo_urls, make_standin_app
-from server.sources.base import AuthError, PayloadError, RateLimitedError, TransientError
 from server.sources.sl import DeparturesSource, find_sites, local_to_epoch, parse_departures
 from tests.conftest import REPO
 from tests.fakeapi import JSON_VALUES, FakeApi, Reply, json_paths, replace_at, serve_app

@@ -1,4 +1,4 @@
-"""GET /api/state on its lean path (server/core/state_route.py) answers as every JSON route does; else 405."""
+"""GET /api/state on its lean path (server/web/state_route.py) answers as every JSON route does; else 405."""
 
 from __future__ import annotations
 

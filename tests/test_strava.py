@@ -28,9 +28,9 @@ from hypothesis import strategies as st
 
 from server.config import StravaConfig
 from server.core.jsonutil import dumps
+from server.core.source import AuthError, PayloadError, RateLimitedError, TransientError
 from server.demo import world
 from server.demo.standin import demo_urls, make_standin_app
-from server.sources.base import AuthError, PayloadError, RateLimitedError, TransientError
 from server.sources.strava import (
     REAUTH_MESSAGE,
     TOKEN_FILE_NAME,
@@ -546,7 +546,7 @@ def test_secrets_never_in_logs_errors_or_data(
 CHILD = textwrap.dedent(
     """
     import sys
-    from server.sources.base import AuthError
+    from server.core.source import AuthError
     from server.sources.http import HttpClient
     from server.sources.strava import StravaAuth, TokenStore
 

@@ -218,7 +218,7 @@ def test_config_errors_read_like_a_start(tmp_path: Path) -> None:
 
 
 def test_a_loose_data_dir_is_made_private(standin: FakeApi, tmp_path: Path) -> None:
-    from server.sources.strava_setup import private_folder
+    from server.sources.strava.setup_cli import private_folder
 
     loose = tmp_path / "var"
     loose.mkdir(mode=0o755)
@@ -229,7 +229,7 @@ def test_a_loose_data_dir_is_made_private(standin: FakeApi, tmp_path: Path) -> N
 
 def test_root_is_sent_to_the_service_user(tmp_path: Path) -> None:
     require(os.geteuid() == 0, "only root can write into another user's folder")
-    from server.sources.strava_setup import SetupError, private_folder
+    from server.sources.strava.setup_cli import SetupError, private_folder
 
     theirs = tmp_path / "var"
     theirs.mkdir(mode=0o700)

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from server.config import WeatherConfig
 from server.core.jsonutil import dumps
+from server.core.source import AuthError, PayloadError, RateLimitedError, TransientError
 from server.demo import world
 from server.demo.standin import demo_urls, make_standin_app
-from server.sources.base import AuthError, PayloadError, RateLimitedError, TransientError
 from server.sources.weather import (
     ICON_NAMES,
     KNOWN_CODES,

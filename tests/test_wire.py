@@ -1,4 +1,4 @@
-"""server/core/wire.py writes pre-built frames past Tornado's public API: these fail loudly on a Tornado that breaks it.
+"""server/web/wire.py writes pre-built frames past Tornado's public API: these fail loudly on a Tornado that breaks it.
 
 A real Tornado server on a loopback port writes frames with wire.write_frame; Tornado's own websocket_connect
 client and a raw socket reader must receive them intact, byte for byte.
@@ -21,8 +21,9 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.websocket import WebSocketHandler, websocket_connect
 
-from server.core import wire
-from server.core.wire import Message, WireUnsupported, check_connection, write_frame, ws_text_frame
+from server.core.message import Message, ws_text_frame
+from server.web import wire
+from server.web.wire import WireUnsupported, check_connection, write_frame
 
 REPO = Path(__file__).resolve().parent.parent
 # Every header form of RFC 6455 §5.2 (7-bit, 16-bit, 64-bit length) and its edges; multi-byte UTF-8 too.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sensors.emulated.bme280 import EmulatedBme280
 from sensors.emulated.bus import EmulatedDevice, FakeBus
+from sensors.emulated.chips import emulate
 from sensors.emulated.climate import Climate
 from sensors.emulated.mcp9808 import EmulatedMcp9808
 from sensors.emulated.sht3x import EmulatedSht3x
@@ -20,4 +21,5 @@ __all__ = [
     "EmulatedSht3x",
     "FakeBus",
     "FakeSysfs",
+    "emulate",
 ]

@@ -46,6 +46,20 @@ def is_raspberry_pi(model_file: str = MODEL_FILE) -> bool:
         return False
 
 
+def installed_library() -> str:
+    """Which RPi.GPIO is installed: "lgpio" (rpi-lgpio, the one that works on a Pi 5), "rpi.gpio" (the original,
+    which fails on a Pi 5) or "none". Looks at the installed distributions; imports neither."""
+    import importlib.metadata
+
+    for distribution, label in (("rpi-lgpio", "lgpio"), ("RPi.GPIO", "rpi.gpio")):
+        try:
+            importlib.metadata.distribution(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        return label
+    return "none"
+
+
 def open_backend(kind: str = "auto") -> PinBackend:
     """ "rpi": RPi.GPIO (or rpi-lgpio's drop-in); "emulated": no hardware; "auto": rpi on a Raspberry Pi, else
     emulated. Raises GpioError when "rpi" (or "auto" on a Pi) cannot be used: a Pi must never fall back

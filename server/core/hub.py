@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from server.core.jsonutil import dumpb
+from server.core.message import Message
 from server.core.timeutil import iso
-from server.core.wire import Message
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ WAITING: Status = "waiting"  # configured, nothing received yet: not a fault (da
 
 
 class Client(Protocol):
-    """A live connection as the hub sees it (server.core.ws.LiveSocket)."""
+    """A live connection as the hub sees it (server.web.ws.LiveSocket)."""
 
     client_id: int
     role: str

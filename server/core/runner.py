@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from server.core.hub import Hub
+from server.core.source import Source, SourceError
 from server.core.timeutil import iso
-from server.sources.base import Source, SourceError
 
 log = logging.getLogger(__name__)
 

@@ -74,16 +74,24 @@ def find_wayland_display(runtime_dir: str, preferred: str | None = None) -> str 
     file stays behind (MagicMirror PR #4268). The kiosk launcher has the same rule in its own copy (it runs with
     the system python3 and the standard library alone); tests/test_launcher.py checks that both pick alike.
     """
-    names = [preferred] if preferred else []
-    try:
-        found = [n for n in os.listdir(runtime_dir) if re.fullmatch(r"wayland-\d+", n)]
-    except OSError:
-        found = []
-    names += sorted(found, key=lambda n: int(n.split("-")[1]))
+    names = ([preferred] if preferred else []) + _wayland_names(runtime_dir)
     for name in names:
         if _socket_alive(name if os.path.isabs(name) else os.path.join(runtime_dir, name)):
             return name
     return None
+
+
+def live_wayland_sockets(runtime_dir: str) -> list[str]:
+    """Every wayland-N in `runtime_dir` that a compositor answers on, lowest first (`provision.sh doctor`)."""
+    return [name for name in _wayland_names(runtime_dir) if _socket_alive(os.path.join(runtime_dir, name))]
+
+
+def _wayland_names(runtime_dir: str) -> list[str]:
+    try:
+        found = [n for n in os.listdir(runtime_dir) if re.fullmatch(r"wayland-\d+", n)]
+    except OSError:
+        found = []
+    return sorted(found, key=lambda n: int(n.split("-")[1]))
 
 
 class Commands:
@@ -395,3 +403,19 @@ def make_backend(
     if name == "vcgencmd":
         return VcgencmdBackend(Commands(env, timeout_s))
     raise ValueError(f"unknown display backend {name!r}")
+
+
+def probe(config: DisplayConfig, environ: dict[str, str] | None = None, sysfs_root: str = "/sys") -> list[str]:
+    """One line per backend: does reading the screen state work here? Switches nothing."""
+    lines = []
+    for name in BACKEND_NAMES:
+        backend = make_backend(name, config, environ, sysfs_root)
+        mark = "*" if name == config.backend else " "
+        try:
+            state = backend.read_power()
+        except DisplayError as err:
+            lines.append(f"{mark} {name:<10} no: {err}")
+            continue
+        shown = "in transition" if state is None else ("on" if state else "off")
+        lines.append(f"{mark} {name:<10} works: the screen is {shown}")
+    return lines

@@ -1,34 +1,22 @@
-"""Display power: a schedule, PIR motion and a manual override decide; a backend switches; topic `display` says so.
+"""Display power, the shell: applies what server/display/decide.py decides through a backend; topic `display`.
 
-Rules, in order:
-  manual "on"/"off" (POST /api/display, kept across restarts)  →  that, until "auto" is posted
-  outside the on_at..off_at window (local time)                →  off
-  motion_timeout_min > 0: motion in the last N minutes         →  on, else off ("no motion for N min");
-                          the PIR failing                      →  on (better lit than dark by mistake)
-  otherwise                                                    →  on
 The backend is asked to switch only when the decision changes; the state is then read back, and a screen
 that does not follow (or was switched from outside) is reported and switched again. `display` data is
 {"power": "on" | "off", "reason": str, "mode": "auto" | "on" | "off"}, where power is always what the screen
 was last read back as, never what was asked. When switching fails (the command fails, or the read-back
 disagrees or never settles) the topic's status is error with the reason, /healthz's "display" section is
 degraded (and so Home Assistant's Problem sensor); the next good switch or read-back clears it.
-
-    python -m server.display probe [--config PATH]    which backends work on this machine
+GET/POST /api/display is server/web/display.py; `python -m server.display probe` is server/display/__main__.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import datetime as dt
-import hmac
 import json
 import logging
-import os
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +24,10 @@ from tornado.ioloop import PeriodicCallback
 
 from server.config import DisplayConfig
 from server.core.atomic import atomic_write_bytes
-from server.core.handlers import SmallBodyHandler
 from server.core.hub import WAITING, Hub, TopicState
 from server.core.jsonutil import dumpb
-from server.display.backends import BACKEND_NAMES, Backend, DisplayError, NoSession, make_backend
+from server.display.backends import Backend, DisplayError, NoSession
+from server.display.decide import Decision, Motion, decide
 
 log = logging.getLogger(__name__)
 
@@ -54,73 +42,6 @@ RETRY_S = 60.0  # a failed switch is tried again after this long
 # not an error held for RETRY_S. Generous: a slow SD card and a first boot's setup delay the session.
 SESSION_WAIT_S = 180.0
 READBACK_POLL_S = 2.0
-
-
-# ------------------------------------------------------------------------------------------ deciding
-
-
-@dataclass(frozen=True)
-class Decision:
-    power: bool
-    reason: str
-
-
-@dataclass
-class Motion:
-    """What the PIR said last (topic gpio/motion), in epoch seconds."""
-
-    active: bool = False
-    last_at: float | None = None  # last motion start or end
-    failing: bool = False
-
-
-def parse_hhmm(text: str) -> dt.time:
-    hours, minutes = text.split(":")
-    return dt.time(int(hours), int(minutes))
-
-
-def in_window(now: dt.time, on_at: dt.time, off_at: dt.time) -> bool:
-    """Is `now` in [on_at, off_at)? The window may run past midnight (on 18:00, off 02:00)."""
-    if on_at < off_at:
-        return on_at <= now < off_at
-    return now >= on_at or now < off_at
-
-
-def decide(
-    mode: str,
-    now: float,
-    *,
-    now_local: dt.time,
-    config: DisplayConfig,
-    motion: Motion,
-    started_at: float,
-) -> Decision:
-    """The power the screen should have now, and why. Pure: every input is an argument."""
-    if mode == "on":
-        return Decision(True, "manual: on")
-    if mode == "off":
-        return Decision(False, "manual: off")
-    schedule = ""
-    if config.on_at is not None and config.off_at is not None:
-        on_at, off_at = parse_hhmm(config.on_at), parse_hhmm(config.off_at)
-        if not in_window(now_local, on_at, off_at):
-            return Decision(False, f"schedule: off until {config.on_at}")
-        schedule = f"schedule: on until {config.off_at}"
-    timeout_s = config.motion_timeout_min * 60
-    if timeout_s > 0:
-        if motion.failing:
-            return Decision(True, "motion sensor unavailable: kept on")
-        if motion.active:
-            return Decision(True, "motion")
-        if motion.last_at is not None and now - motion.last_at < timeout_s:
-            return Decision(True, "motion")
-        if motion.last_at is None and now - started_at < timeout_s:
-            return Decision(True, "start-up")
-        return Decision(False, f"no motion for {config.motion_timeout_min:g} min")
-    return Decision(True, schedule or "always on")
-
-
-# ------------------------------------------------------------------------------------------ switching
 
 
 class DisplayController:
@@ -367,95 +288,3 @@ class DisplayController:
         if state is not None and state.status == "error":
             report.update(status="degraded", error=state.error)
         return report
-
-
-# ------------------------------------------------------------------------------------------ HTTP
-
-
-class DisplayHandler(SmallBodyHandler):
-    """GET: the display state. POST {"power": "on" | "off" | "auto"} with Authorization: Bearer <display.token>."""
-
-    MAX_BODY_BYTES = 1024  # {"power": "auto"} and room to spare
-
-    def initialize(self, controller: DisplayController, token: str | None) -> None:
-        self.controller = controller
-        self.token = token
-
-    def get(self) -> None:
-        self.write_json(self.controller.report())
-
-    def before_body(self) -> tuple[int, dict[str, Any]] | None:
-        if not self.token:
-            return (403, {"error": "manual display control is off: set display.token in config.yaml"})
-        header = self.request.headers.get("Authorization", "")
-        scheme, _, given = header.partition(" ")
-        # Constant-time: a wrong token takes as long to refuse whatever its prefix. Header text is latin-1 in
-        # tornado: back to its raw bytes.
-        given_bytes = given.strip().encode("latin-1", "replace")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, self.token.encode("utf-8")):
-            self.set_header("WWW-Authenticate", 'Bearer realm="homeboard"')
-            return (401, {"error": "missing or wrong bearer token"})
-        return None
-
-    async def post(self) -> None:
-        if self.answered():
-            return
-        try:
-            body = json.loads(self.body() or b"null")
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            self.write_json({"error": 'body must be a JSON object: {"power": "on" | "off" | "auto"}'}, 400)
-            return
-        power = body.get("power")
-        if power not in MODES:
-            self.write_json({"error": 'power: expected "on", "off" or "auto"'}, 400)
-            return
-        if self.controller.backend is None:
-            self.write_json({"error": "display.backend is none: there is no screen switch to control"}, 409)
-            return
-        self.write_json(await self.controller.set_mode(power))
-
-
-# ------------------------------------------------------------------------------------------ probe
-
-
-def probe(config: DisplayConfig, environ: dict[str, str] | None = None, sysfs_root: str = "/sys") -> list[str]:
-    """One line per backend: does reading the screen state work here? Switches nothing."""
-    lines = []
-    for name in BACKEND_NAMES:
-        backend = make_backend(name, config, environ, sysfs_root)
-        mark = "*" if name == config.backend else " "
-        try:
-            state = backend.read_power()
-        except DisplayError as err:
-            lines.append(f"{mark} {name:<10} no: {err}")
-            continue
-        shown = "in transition" if state is None else ("on" if state else "off")
-        lines.append(f"{mark} {name:<10} works: the screen is {shown}")
-    return lines
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m server.display", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["probe"])
-    parser.add_argument("--config", default="config.yaml", help="read display settings from here (if it exists)")
-    args = parser.parse_args(argv)
-    config = DisplayConfig()
-    if os.path.exists(args.config):
-        from server.config import ConfigError, load_config
-
-        try:
-            # demo=True: unset ${SECRETS} become placeholders; only the display section is used here.
-            config = load_config(args.config, demo=True).display
-        except ConfigError as err:
-            print(f"config error: {err}", file=sys.stderr)
-            return 2
-    lines = probe(config)
-    print("Display backends on this machine (* = configured in display.backend):")
-    print("\n".join(lines))
-    return 0 if any(" works:" in line for line in lines) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,8 @@
 """MQTT sensor payloads → the reading body a LAN sensor would POST (pure functions, one per preset).
 
-The result goes through server.ingest.validate, the same plausibility rules as every other reading. Errors
-name the topic and the payload's own field ("temperature", "AM2301.Humidity"), so a person can find it.
+The result goes through server.readings.body.reading_from_body (make_reading: the same plausibility rules as every
+other reading). Errors name the topic and the payload's own field ("temperature", "AM2301.Humidity"), so a person
+can find it.
 
   zigbee2mqtt  zigbee2mqtt/<friendly_name>: {"temperature": 21.3, "humidity": 40.1, "pressure": 1012, "battery": 97,
                "last_seen": "2026-11-25T14:05:00+01:00"}          (last_seen only when Zigbee2MQTT is set to send it)
@@ -19,7 +20,7 @@ import math
 from typing import Any
 
 from server.config import MqttSensorConfig
-from server.readings.ingest import IngestError, decode_json
+from server.readings.body import IngestError, decode_json
 from server.readings.reading import SHOWN
 
 QUANTITIES = ("temperature_c", "humidity_pct", "pressure_hpa", "battery_pct")

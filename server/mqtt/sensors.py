@@ -29,8 +29,8 @@ from server.mqtt.payloads import (
     parse_number,
     parse_tasmota_reading,
 )
+from server.readings.body import reading_from_body
 from server.readings.history import HistoryError
-from server.readings.ingest import reading_from_body
 from server.readings.path import ReadingPath
 from server.readings.reading import ReadingError
 

@@ -1,1 +1,1 @@
-"""Readings: the one reading type, its validation and ordering, the history, the LAN ingest."""
+"""Readings: the one reading type and its validation, its JSON body rules, the ordering path, the history."""

@@ -14,8 +14,8 @@ from typing import Any
 
 from sensors import CalibrationError, NoBusError, NoDeviceError, Sensor, SensorError, WrongChipError
 from server.config import SensorConfig
+from server.core.source import SourceError, UnavailableError, stale_after_s
 from server.readings.reading import Reading, ReadingError, make_reading
-from server.sources.base import SourceError, UnavailableError, stale_after_s
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ REOPEN_ERRORS = (NoDeviceError, NoBusError, WrongChipError, CalibrationError)
 
 
 class SensorSource:
-    """A Source (server.sources.base) for one local sensor; fetch() returns a validated Reading."""
+    """A Source (server.core.source) for one local sensor; fetch() returns a validated Reading."""
 
     failures_before_error = FAILURES_BEFORE_UNAVAILABLE
 

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from server.config import CalendarConfig
 from server.core.atomic import atomic_write_bytes
-from server.sources.base import SourceError, TransientError, stale_after_s
+from server.core.source import SourceError, TransientError, stale_after_s
 from server.sources.calendar_reader import PARSE_TIMEOUT_S, READER_LIMITS, Reader, ReaderError, ReaderLimits
 from server.sources.http import HttpClient, HttpResponse, parse_retry_after
 

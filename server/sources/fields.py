@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from server.sources.base import PayloadError
+from server.core.source import PayloadError
 
 _MISSING = object()
 # Instants outside 2000-2100 are damaged data, and far ones would overflow datetime (an exception, not an error).

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from server.config import DeparturesConfig
 from server.core.atomic import atomic_write_bytes
-from server.sources.base import AuthError, SourceError, stale_after_s
+from server.core.source import AuthError, SourceError, stale_after_s
 from server.sources.fields import Reader
 from server.sources.http import HttpClient, upstream_text
 

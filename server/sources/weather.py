@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from server.config import WeatherConfig
-from server.sources.base import AuthError, SourceError, TransientError, stale_after_s
+from server.core.source import AuthError, SourceError, TransientError, stale_after_s
 from server.sources.fields import Reader
 from server.sources.http import HttpClient, HttpResponse, upstream_text
 

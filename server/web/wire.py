@@ -1,9 +1,9 @@
 """The WebSocket wire: an update is framed once (RFC 6455) and that frame is written as is to every client.
 
 Tornado's `write_message` frames each message again for every connection; with hundreds of clients that is
-most of a broadcast's cost. So the hub builds one `Message` (the JSON and its ready-made frame) and
-`write_frame` puts the frame straight onto each connection's stream. That step goes past Tornado's public
-API, and this module is the only place that does: it relies on these internals of
+most of a broadcast's cost. So the hub builds one `Message` (the JSON and its ready-made frame, framed in
+server/core/message.py) and `write_frame` puts the frame straight onto each connection's stream. That step goes
+past Tornado's public API, and this module is the only place that does: it relies on these internals of
 `tornado.websocket.WebSocketProtocol13` (checked when this module is imported, and again on the first
 connection; tests/test_wire.py fails on a Tornado release that changes them):
 
@@ -20,11 +20,12 @@ The Tornado versions this was tested with are the range pinned in pyproject.toml
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 import tornado
 from tornado.iostream import IOStream
 from tornado.websocket import WebSocketProtocol13
+
+from server.core.message import Message
 
 # The range pyproject.toml allows; tests/test_wire.py checks both agree and that the installed one is in it.
 TESTED_TORNADO = ((6, 6, 1), (6, 7))  # [from, to)
@@ -48,7 +49,7 @@ def _check_tornado() -> None:
     if missing:
         raise WireUnsupported(
             f"tornado {tornado.version}: WebSocketProtocol13 no longer sets {', '.join(missing)}; the pre-built "
-            f"frame writer (server/core/wire.py) was tested with tornado >= {_dotted(TESTED_TORNADO[0])}, "
+            f"frame writer (server/web/wire.py) was tested with tornado >= {_dotted(TESTED_TORNADO[0])}, "
             f"< {_dotted(TESTED_TORNADO[1])}"
         )
 
@@ -59,30 +60,6 @@ def _dotted(version: tuple[int, ...]) -> str:
 
 _check_tornado()
 _connection_checked = False
-
-
-def ws_text_frame(payload: bytes) -> bytes:
-    """One unmasked, uncompressed, final WebSocket text frame (RFC 6455 §5.2), as a server sends it."""
-    n = len(payload)
-    if n < 126:
-        header = bytes((0x81, n))
-    elif n < 1 << 16:
-        header = bytes((0x81, 126)) + n.to_bytes(2, "big")
-    else:
-        header = bytes((0x81, 127)) + n.to_bytes(8, "big")
-    return header + payload
-
-
-@dataclass(frozen=True)
-class Message:
-    """An encoded message: the JSON text (for the write_message fallback) and its ready-made frame."""
-
-    payload: bytes
-    frame: bytes
-
-    @classmethod
-    def of(cls, payload: bytes) -> Message:
-        return cls(payload, ws_text_frame(payload))
 
 
 def check_connection(conn: object) -> None:

@@ -14,7 +14,8 @@ from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from server.core.hub import Hub
-from server.core.wire import Message, abort, write_frame
+from server.core.message import Message
+from server.web.wire import abort, write_frame
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ class LiveSocket(WebSocketHandler):
             return
         size = len(message.frame)
         try:
-            future = write_frame(conn, message)  # the frame built once for all clients (server/core/wire.py)
+            future = write_frame(conn, message)  # the frame built once for all clients (server/web/wire.py)
         except (StreamClosedError, WebSocketClosedError):
             self._closed = True
             return

@@ -23,17 +23,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from server.config import ConfigError, parse_config, read_document, read_secrets_file
 from server.core.datadir import prepare_data_dir
-from server.sources.base import SourceError
+from server.core.source import SourceError
 from server.sources.http import HttpClient, upstream_text
-from server.sources.strava import (
-    DEFAULT_AUTHORIZE_URL,
-    DEFAULT_REDIRECT_URI,
-    SCOPE,
-    TOKEN_FILE_NAME,
-    TokenState,
-    TokenStore,
-    parse_token_response,
-)
+from server.sources.strava.oauth import DEFAULT_AUTHORIZE_URL, DEFAULT_REDIRECT_URI, SCOPE, parse_token_response
+from server.sources.strava.tokens import TOKEN_FILE_NAME, TokenState, TokenStore
 
 _REF_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 SECRET_ENV = "STRAVA_CLIENT_SECRET"  # noqa: S105 - a variable's name

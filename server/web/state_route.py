@@ -7,7 +7,7 @@ request goes from Tornado's router straight to an HTTPMessageDelegate (public To
 status line, the headers and the body in one write. Only GET takes this path: any other method falls
 through to the next route (StateHandler), which answers 405 as every handler does.
 
-The headers are the ones every JSON answer carries (server.core.handlers.JSON_HEADERS), so both paths agree.
+The headers are the ones every JSON answer carries (server.web.base.JSON_HEADERS), so both paths agree.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import time
 from tornado import httputil
 from tornado.routing import Router
 
-from server.core.handlers import JSON_HEADERS
 from server.core.hub import Hub
+from server.web.base import JSON_HEADERS
 
-log = logging.getLogger("server.core.app")  # the access log's logger (log_request)
+log = logging.getLogger("server.web.app")  # the access log's logger (log_request)
 
 _OK = httputil.ResponseStartLine("", 200, "OK")  # HTTP1Connection fills in the protocol version
 

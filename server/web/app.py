@@ -1,12 +1,17 @@
-"""The web side of a Homeboard (server.homeboard): its route table and the once-a-second upkeep."""
+"""The web side of a Homeboard (server.homeboard): its route table, the once-a-second upkeep, and Serving.
+
+The assembly builds the parts; this module is the only one that hands them to Tornado. Each handler gets the one
+thing it needs through `initialize()` from the route table below (the hub, the reading path, a health callable,
+a config section), never the whole board.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import tornado.web
@@ -14,27 +19,19 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
-from server.core.handlers import (
-    ConfigHandler,
-    DebugBlockHandler,
-    HealthHandler,
-    MetricsHandler,
-    NotFoundHandler,
-    PageStaticHandler,
-    StateHandler,
-)
-from server.core.hostcheck import HostCheckedApplication, HostPolicy
 from server.core.memory import HeapTrimmer
-from server.core.state_route import StateRoute
-from server.core.ws import LiveSocket
-from server.display.controller import DisplayHandler
 from server.homeboard import Homeboard
-from server.readings.history import history_handler
-from server.readings.ingest import IngestHandler
+from server.web.base import NotFoundHandler
+from server.web.display import DisplayHandler
+from server.web.handlers import ConfigHandler, DebugBlockHandler, HealthHandler, MetricsHandler, StateHandler
+from server.web.history import HistoryHandler
+from server.web.hostcheck import HostCheckedApplication, HostPolicy
+from server.web.ingest import IngestHandler
+from server.web.page import KIOSK_DIR, PageStaticHandler
+from server.web.state_route import StateRoute
+from server.web.ws import LiveSocket
 
 log = logging.getLogger(__name__)
-
-KIOSK_DIR = Path(__file__).resolve().parents[2] / "kiosk"
 
 LAST_STATE_SAVE_S = 10.0
 MAX_INCOMING_WS_BYTES = 4096
@@ -66,14 +63,15 @@ def make_app(board: Homeboard) -> tornado.web.Application:
     remote = {r.id: r for r in board.config.remote_sensors}
     history_kwargs = {"history": board.history, "knows": board.readings.knows, "clock": time.time}
     display_kwargs = {"controller": board.display, "token": board.config.display.token}
+    config_kwargs = {"about": page_facts(board), "readings": board.readings}
     routes: list[Any] = [
-        (r"/api/state", StateRoute(board.hub)),  # GET, without a RequestHandler (server/core/state_route.py)
-        (r"/api/state", StateHandler, {"board": board}),  # other methods: 405
-        (r"/api/config", ConfigHandler, {"board": board}),
-        (r"/healthz", HealthHandler, {"board": board}),
-        (r"/metrics", MetricsHandler, {"board": board}),
+        (r"/api/state", StateRoute(board.hub)),  # GET, without a RequestHandler (server/web/state_route.py)
+        (r"/api/state", StateHandler, {"hub": board.hub}),  # other methods: 405
+        (r"/api/config", ConfigHandler, config_kwargs),
+        (r"/healthz", HealthHandler, {"health": board.health}),
+        (r"/metrics", MetricsHandler, {"hub": board.hub, "runner": board.runner}),
         (r"/ws", LiveSocket, ws_kwargs),
-        (r"/api/sensors/([^/]+)/history", history_handler(), history_kwargs),
+        (r"/api/sensors/([^/]+)/history", HistoryHandler, history_kwargs),
         (r"/api/sensors/([^/]+)/readings", IngestHandler, {"sensors": remote, "readings": board.readings}),
         (r"/api/display", DisplayHandler, display_kwargs),
         *([(r"/debug/block", DebugBlockHandler)] if os.environ.get("HOMEBOARD_DEBUG_ROUTES") == "1" else []),
@@ -90,6 +88,21 @@ def make_app(board: Homeboard) -> tornado.web.Application:
         compress_response=False,
         xsrf_cookies=False,  # no cookie auth anywhere: ingest and display use bearer tokens in headers
     )
+
+
+def page_facts(board: Homeboard) -> dict[str, Any]:
+    """What /api/config tells the page about itself, built once: nothing secret lives in these fields."""
+    cfg = board.config
+    return {
+        "version": board.version,
+        "timezone": cfg.timezone,
+        "demo": cfg.demo,
+        "page": dataclasses.asdict(cfg.page),
+        # Names and colours only: a calendar's address is a secret and never leaves the server.
+        "calendars": [
+            {"name": c.name, "color": c.color} for c in (cfg.sources.calendar.calendars if cfg.sources.calendar else ())
+        ],
+    }
 
 
 class Upkeep:
@@ -176,6 +189,11 @@ class Serving:
         return cls(board, http, upkeep, sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
+        """No new connections, the WebSockets told goodbye (1001), then the board stops in its order."""
         self.http.stop()
         self.upkeep.stop()
+        for client in list(self.board.hub.clients.values()):
+            close = getattr(client, "close", None)
+            if close is not None:
+                close(1001, "server shutting down")
         await self.board.stop()

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import resource
 import time
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from server.homeboard import Homeboard
+from server.core.hub import Hub
+from server.core.runner import SourceRunner
 
 
 def _escape(value: str) -> str:
@@ -23,8 +22,7 @@ def _rss_bytes() -> int:
         return 0
 
 
-def render_metrics(board: Homeboard) -> str:
-    hub = board.hub
+def render_metrics(hub: Hub, runner: SourceRunner) -> str:
     now = time.time()
     lines = [
         "# HELP homeboard_ws_clients Connected WebSocket clients.",
@@ -58,9 +56,9 @@ def render_metrics(board: Homeboard) -> str:
         "# HELP homeboard_source_failures_total Failed fetches per source.",
         "# TYPE homeboard_source_failures_total counter",
     ]
-    for name, h in sorted(board.runner.health.items()):
+    for name, h in sorted(runner.health.items()):
         lines.append(f'homeboard_source_failures_total{{source="{_escape(name)}"}} {h.failures}')
     lines += ["# HELP homeboard_source_runs_total Fetches per source.", "# TYPE homeboard_source_runs_total counter"]
-    for name, h in sorted(board.runner.health.items()):
+    for name, h in sorted(runner.health.items()):
         lines.append(f'homeboard_source_runs_total{{source="{_escape(name)}"}} {h.runs}')
     return "\n".join(lines) + "\n"

@@ -1,4 +1,5 @@
-"""The contract between a data source and the source runner: what a source is and how it fails."""
+"""The contract between a data source and the source runner (server/core/runner.py): what a source is and how it
+fails. Below both: the runner and every source (sources/, sensing/) import it from here."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ to say "not available": `import` then raises ImportError, which these libraries 
 server/__init__.py, so it runs before anything of ours imports requests or tornado.
 
 - charset_normalizer (≈ 2.8 MB): requests imports it at import time only to guess the encoding of
-  `Response.text` (`apparent_encoding`). Every poller parses the body bytes itself (server/sources/http.py,
+  `Response.text` (`apparent_encoding`). Every poller parses the body bytes itself (server/sources/http/,
   HttpResponse.json); without a detector requests decodes `.text` as UTF-8, its own fallback.
 - curses (≈ 0.4 MB with libncursesw and libtinfo): tornado.log imports it only to colour a terminal in its
   LogFormatter; the server logs through logging.basicConfig (server/__main__.py).

@@ -1,5 +1,5 @@
-"""POST /api/sensors/{id}/readings: strict parsing of a LAN sensor's body, and the handler that hands the reading
-to the reading path (shown at once, stored durably) and answers 201 after the commit.
+"""A reading's JSON body, strictly: a LAN sensor's POST (server/web/ingest.py) and an MQTT payload
+(server/mqtt/payloads.py) are decoded here, and their fields become a Reading by the one validation.
 
 Bad input never gets further than here: NaN/Infinity, 1e999, huge integers,
 deep nesting, duplicate keys, lone surrogates, invalid UTF-8 and unknown fields are refused with a 400 that
@@ -8,22 +8,13 @@ names the problem, because a poison value would otherwise crash the SQLite write
 
 from __future__ import annotations
 
-import hmac
 import json
 import math
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import tornado.web
-
-from server.config import RemoteSensorConfig
-from server.core.handlers import SmallBodyHandler
 from server.core.timeutil import parse_iso
-from server.readings.history import HistoryError
-from server.readings.path import ReadingPath
-from server.readings.reading import QUANTITIES, Reading, ReadingError, iso_time, make_reading
+from server.readings.reading import QUANTITIES, Reading, ReadingError, make_reading
 
 MAX_INT_DIGITS = 20
 FIELDS = (*QUANTITIES, "measured_at")
@@ -45,7 +36,7 @@ class _Bad:
     problem: str
 
 
-def _quote(text: str, limit: int = 40) -> str:
+def quote(text: str, limit: int = 40) -> str:
     """A field name or value for an error message: ASCII-escaped (lone surrogates included), bounded."""
     return json.dumps(text[:limit])
 
@@ -80,7 +71,7 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         if _has_surrogate(key):
             raise IngestError("body: a key contains a lone surrogate (not valid Unicode)")
         if key in obj:
-            raise IngestError(f"{_quote(key)[1:-1]}: duplicate key")
+            raise IngestError(f"{quote(key)[1:-1]}: duplicate key")
         obj[key] = value
     return obj
 
@@ -119,7 +110,7 @@ def reading_from_body(sensor_id: str, doc: dict[str, Any], *, now_s: float, max_
     """
     for key in doc:
         if key not in FIELDS:
-            raise ReadingError(_quote(key)[1:-1], f"unknown field (known: {', '.join(FIELDS)})")
+            raise ReadingError(quote(key)[1:-1], f"unknown field (known: {', '.join(FIELDS)})")
     values: dict[str, Any] = {}
     for field in QUANTITIES:
         value = doc.get(field)
@@ -137,65 +128,6 @@ def reading_from_body(sensor_id: str, doc: dict[str, Any], *, now_s: float, max_
             measured_at_s = parse_iso(raw_time)
         except ValueError:
             raise ReadingError(
-                "measured_at", f"{_quote(raw_time)} is not an ISO 8601 time with offset, like 2026-11-25T14:05:00+01:00"
+                "measured_at", f"{quote(raw_time)} is not an ISO 8601 time with offset, like 2026-11-25T14:05:00+01:00"
             ) from None
     return make_reading(sensor_id, values, measured_at_s=measured_at_s, now_s=now_s, max_age_s=max_age_s, source=source)
-
-
-class IngestHandler(SmallBodyHandler):
-    """Order of checks: unknown sensor 404 → token 401 → size 413 → body 400 → shown → durable store → 201."""
-
-    MAX_BODY_BYTES = 4096  # a reading is a few dozen bytes; a device that sends more has a bug
-
-    def initialize(
-        self,
-        sensors: dict[str, RemoteSensorConfig],
-        readings: ReadingPath,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.sensors = sensors
-        self.readings = readings
-        self.clock = clock
-        self._sensor: RemoteSensorConfig | None = None
-
-    def before_body(self) -> tuple[int, dict[str, Any]] | None:
-        sensor = self.sensors.get(self.path_args[0])
-        if sensor is None:
-            return (404, {"error": f"unknown sensor {_quote(self.path_args[0], 64)}"})
-        if not self._authorized(sensor):
-            self.set_header("WWW-Authenticate", 'Bearer realm="homeboard"')
-            return (401, {"error": "unauthorized"})
-        self._sensor = sensor
-        return None
-
-    def _authorized(self, sensor: RemoteSensorConfig) -> bool:
-        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
-        # Header text is latin-1 in tornado: back to its raw bytes, compared in constant time.
-        given = token.strip().encode("latin-1", "replace")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given, sensor.token.encode("utf-8"))
-
-    async def post(self, sensor_id: str) -> None:
-        if self.answered():
-            return
-        sensor = self._sensor
-        if sensor is None:  # pragma: no cover - prepare() sets either _sensor or _early
-            raise tornado.web.HTTPError(500)
-        try:
-            reading = reading_from_body(
-                sensor.id,
-                decode_json(self.body()),
-                now_s=self.clock(),
-                max_age_s=self.readings.retention_s,
-                source="lan",
-            )
-        except ReadingError as err:
-            self.write_json({"error": str(err)}, 400)
-            return
-        try:
-            await self.readings.submit(reading)  # shown at once; returns after the durable commit
-        except HistoryError as err:
-            # The device keeps the reading and retries on any non-2xx: nothing is lost by saying no.
-            self.write_json({"error": str(err)}, 503)
-            return
-        measured_at = iso_time(reading.measured_at_s, self.readings.hub.tz)
-        self.write_json({"sensor_id": sensor.id, "stored": True, "measured_at": measured_at}, 201)

@@ -2,98 +2,30 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
-import json
 import logging
-import re
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus, urljoin, urlsplit
 
 import requests
 import requests.adapters
-import urllib3.connection
-import urllib3.connectionpool
-from requests.structures import CaseInsensitiveDict
 
 from server import __version__
-from server.sources.base import AuthError, PayloadError, RateLimitedError, SourceError, TransientError
+from server.core.source import AuthError, RateLimitedError, SourceError, TransientError
+from server.sources.http.deadline import Deadline, WatchedAdapter
+from server.sources.http.redact import LOGGED_SECRETS, REDACTED, host_of, redact_text, redact_url, strip_secret_params
+from server.sources.http.response import HttpResponse, parse_retry_after
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"Homeboard/{__version__} (+wall dashboard)"
-
-# Query parameters and form fields whose values are secrets wherever they appear (URLs, bodies, messages).
-SECRET_PARAMS = frozenset(
-    {
-        "key",
-        "api_key",
-        "apikey",
-        "appid",
-        "access_token",
-        "refresh_token",
-        "client_secret",
-        "code",
-        "token",
-        "password",
-        "secret",
-    }
-)
-REDACTED = "REDACTED"
-_SECRET_PARAM_RE = re.compile(
-    r"(?i)\b(" + "|".join(sorted(SECRET_PARAMS, key=len, reverse=True)) + r")=[^&\s'\"<>;,)]*"
-)
-_BEARER_RE = re.compile(r"(?i)\b(Bearer)\s+[A-Za-z0-9._~+/=-]+")
-
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 # Asked once an answer's status and headers are in (never for a redirect that is followed): returns where the
 # body's chunks go instead of into HttpResponse.body, or None to keep the body as usual.
 BodySink = Callable[[int, Mapping[str, str]], Callable[[bytes], object] | None]
-
-
-# ---------------------------------------------------------------- redaction
-
-
-def redact_url(url: str) -> str:
-    """The URL with secret query values and any userinfo password replaced by REDACTED; never raises."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if "@" in netloc:
-            userinfo, _, hostport = netloc.rpartition("@")
-            user = userinfo.split(":", 1)[0]
-            netloc = f"{user}:{REDACTED}@{hostport}"
-        query = parts.query
-        if query:
-            pairs = parse_qsl(query, keep_blank_values=True)
-            query = urlencode(
-                [(k, REDACTED if k.lower() in SECRET_PARAMS else v) for k, v in pairs], safe=":/,", quote_via=quote
-            )
-        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-    except ValueError:
-        return redact_text(url)
-
-
-def redact_text(text: str) -> str:
-    """Secret-looking `name=value` pairs and bearer tokens in free text replaced by REDACTED."""
-    text = _SECRET_PARAM_RE.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
-    return _BEARER_RE.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
-
-
-def host_of(url: str) -> str:
-    """`host[:port]` of a URL, for messages (never the path or query, which may hold a key)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or "?"
-        return f"{host}:{parts.port}" if parts.port else host
-    except ValueError:
-        return "?"
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -102,226 +34,10 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return (parts.scheme, (parts.hostname or "").lower(), parts.port or default_port)
 
 
-def _strip_secret_params(url: str) -> str:
-    parts = urlsplit(url)
-    if not parts.query:
-        return url
-    pairs = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in SECRET_PARAMS]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(pairs), parts.fragment))
-
-
-_LOGGED_SECRETS: set[str] = set()  # every HttpClient's secrets, for urllib3's own log lines (not ours to format)
-
-
-def _scrub_logged(text: str) -> str:
-    for secret in sorted(_LOGGED_SECRETS, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
-
-
-class _RedactingFilter(logging.Filter):
-    """urllib3 logs full request URLs at DEBUG ("GET /v1/forecast.json?key=..."); scrub them before any handler.
-
-    Also every value a client registered with add_secret(): a calendar's private link is a token in the path.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record is not ours to break; let logging report it
-            return True
-        cleaned = _scrub_logged(redact_text(message))
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        return True
-
-
-_FILTER = _RedactingFilter()
-for _name in ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.connection", "urllib3.response"):
-    _logger = logging.getLogger(_name)
-    if not any(isinstance(f, _RedactingFilter) for f in _logger.filters):
-        _logger.addFilter(_FILTER)
-
-
-# ---------------------------------------------------------------- deadline watchdog
-# A read timeout bounds each recv(), not the whole exchange: a server dripping one byte every few seconds would
-# hold a worker thread for ever. The watchdog shuts the socket down when the overall deadline passes, which wakes
-# the blocked recv() in the worker thread; the request then fails and is reported as "no complete answer in N s".
-
-_current = threading.local()
-
-
-class _Deadline:
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.expired = False
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
-
-    def __enter__(self) -> _Deadline:
-        _current.deadline = self
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
-        _current.deadline = None
-
-    def watch(self, sock: socket.socket | None) -> None:
-        if sock is None:
-            return
-        with self._lock:
-            self._sockets.append(sock)
-            if self.expired:
-                _shutdown(sock)
-
-    def _fire(self) -> None:
-        with self._lock:
-            self.expired = True
-            for sock in self._sockets:
-                _shutdown(sock)
-
-
-def _shutdown(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed: nothing left to wake
-
-
-def _watch_current(sock: socket.socket | None) -> None:
-    deadline = getattr(_current, "deadline", None)
-    if deadline is not None:
-        deadline.watch(sock)
-
-
-class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
-    def getresponse(self) -> Any:  # type: ignore[override]
-        _watch_current(self.sock)
-        return super().getresponse()
-
-
-class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
-    def getresponse(self) -> Any:  # type: ignore[override]
-        _watch_current(self.sock)
-        return super().getresponse()
-
-
-class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
-
-
-class _WatchedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-class _WatchedAdapter(requests.adapters.HTTPAdapter):
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
-
-
-# ---------------------------------------------------------------- responses
-
-
-class _NonFinite(ValueError):
-    pass
-
-
-def _reject_constant(name: str) -> Any:
-    raise _NonFinite(name)
-
-
-@dataclass
-class HttpResponse:
-    """A complete answer: status, headers and the whole (capped) body."""
-
-    status: int
-    reason: str
-    headers: CaseInsensitiveDict[str]
-    body: bytes
-    url: str  # redacted
-    elapsed_s: float
-    source: str = ""
-    raw_url: str = field(default="", repr=False)  # unredacted, for urljoin of a relative Location; never shown
-
-    @property
-    def host(self) -> str:
-        return host_of(self.url)
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-    def looks_like_html(self) -> bool:
-        """For a body that is not JSON: is it an HTML (or XML) page, by its type or its first bytes?"""
-        first = self.body.lstrip()[:1]
-        if first in (b"{", b"["):
-            return False  # JSON that went wrong (cut off), whatever the Content-Type claims
-        return first == b"<" or "html" in self.headers.get("Content-Type", "").lower()
-
-    def json(self) -> Any:
-        """The body as JSON. Raises TransientError (empty, HTML page, cut off, garbage) or PayloadError (NaN)."""
-        where = f"{self.source}: {self.host}" if self.source else self.host
-        if not self.body.strip():
-            raise TransientError(f"{where} sent an empty answer (HTTP {self.status})")
-        try:
-            return json.loads(self.body, parse_constant=_reject_constant)
-        except _NonFinite as err:
-            raise PayloadError(f"{where} sent {err} in its JSON, which is not a number") from None
-        except (ValueError, UnicodeDecodeError) as err:
-            if self.looks_like_html():
-                raise TransientError(
-                    f"{where} sent an HTML page instead of JSON (HTTP {self.status}; a proxy, captive portal or "
-                    "maintenance page?)"
-                ) from None
-            position = getattr(err, "pos", None)
-            ended_early = getattr(err, "msg", "").startswith("Unterminated string")
-            if ended_early or (position is not None and position >= len(self.body.rstrip()) - 1):
-                raise TransientError(f"{where} sent JSON that was cut off after {len(self.body)} bytes") from None
-            raise TransientError(f"{where} sent a body that is not valid JSON ({len(self.body)} bytes)") from None
-
-    def error_body(self) -> Any:
-        """The body parsed as JSON if it is JSON (error bodies), else None; never raises."""
-        try:
-            return json.loads(self.body, parse_constant=_reject_constant)
-        except ValueError:
-            return None
-
-
-def parse_retry_after(value: str | None, now_s: float | None = None, *, max_s: float = 86400.0) -> float | None:
-    """Retry-After as seconds to wait: delta-seconds or an HTTP date; None when absent or unreadable.
-
-    Clamped to [1, max_s] so a hostile or broken header can neither spin us nor stop polling for a year.
-    """
-    if not value:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        seconds = float(int(text))
-    else:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.UTC)
-        seconds = when.timestamp() - (time.time() if now_s is None else now_s)
-    return min(max(seconds, 1.0), max_s)
-
-
-# ---------------------------------------------------------------- the client
-
-
 class HttpClient:
     """One requests.Session per source, with the project's HTTP policy. Not shared between sources.
 
-    Every error raised is a server.sources.base.SourceError whose message names the host and never contains a
+    Every error raised is a server.core.source.SourceError whose message names the host and never contains a
     secret: URLs are redacted, and every value passed to add_secret() (API keys, tokens) is scrubbed as well.
     """
 
@@ -352,7 +68,7 @@ class HttpClient:
         # redirect target by requests' rebuild_auth, and an appliance has no business picking up a stray proxy.
         self.session.trust_env = False
         self.session.verify = True
-        adapter = _WatchedAdapter(max_retries=0)
+        adapter = WatchedAdapter(max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
@@ -365,7 +81,7 @@ class HttpClient:
             return
         forms = {value, quote(value, safe=""), quote_plus(value), quote(value, safe="/:@")}
         self._secrets.update(forms)
-        _LOGGED_SECRETS.update(forms)
+        LOGGED_SECRETS.update(forms)
 
     def scrub(self, text: str) -> str:
         text = redact_text(text)
@@ -405,7 +121,7 @@ class HttpClient:
         first_origin = _origin(url)
         current_url, current_params = url, params
         started = time.monotonic()
-        with _Deadline(self.deadline_s) as deadline:
+        with Deadline(self.deadline_s) as deadline:
             for hop in range(self.max_redirects + 1):
                 response = self._send_once(
                     method,
@@ -449,7 +165,7 @@ class HttpClient:
                 if next_origin != first_origin:
                     # Another host gets neither our Authorization header nor our API key (query parameters).
                     send_headers = {k: v for k, v in send_headers.items() if k.lower() != "authorization"}
-                    next_url = _strip_secret_params(next_url)
+                    next_url = strip_secret_params(next_url)
                 log.debug("%s: redirected to %s", self.source, self.scrub(redact_url(next_url)))
                 current_url, current_params = next_url, None
         raise TransientError(f"{self.source}: more than {self.max_redirects} redirects from {host_of(url)}")
@@ -463,7 +179,7 @@ class HttpClient:
         data: Mapping[str, Any] | None,
         headers: Mapping[str, str],
         cap: int,
-        deadline: _Deadline,
+        deadline: Deadline,
         sink: BodySink | None = None,
     ) -> HttpResponse:
         host = host_of(url)
@@ -518,7 +234,7 @@ class HttpClient:
         )
         return result
 
-    def _transport_error(self, err: requests.RequestException, host: str, deadline: _Deadline) -> TransientError:
+    def _transport_error(self, err: requests.RequestException, host: str, deadline: Deadline) -> TransientError:
         prefix = f"{self.source}: "
         if deadline.expired:
             # Sockets shut down by the watchdog may sit in the pool; start afresh next time.
@@ -600,9 +316,3 @@ def _caused_by(err: BaseException, *types: type[BaseException]) -> bool:
         linked = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
         stack.extend(e for e in linked if isinstance(e, BaseException))
     return False
-
-
-def upstream_text(value: Any, limit: int = 200) -> str:
-    """A short, single-line rendering of a string an upstream sent (for error messages)."""
-    text = " ".join(str(value).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
