@@ -33,7 +33,6 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +48,6 @@ TODAY = dt.date.today()
 UNTIL = TODAY + dt.timedelta(days=13)
 MEMORY_HIGH_MB = 192  # systemd/homeboard.service
 
-HOSTILE: dict[str, Callable[[dt.date], bytes]] = {
-    "FREQ=SECONDLY, no end": icsgen.runaway_feed,
-    "FREQ=SECONDLY since 5 years": lambda today: icsgen.runaway_feed(today, years_before=5),
-    "19 MB of events in the window": icsgen.crowded_feed,
-    "1 MB SUMMARY and LOCATION": icsgen.long_text_feed,
-    "P3000000D, 10^20 weeks, 300-char TZID": icsgen.broken_events_feed,
-    "40 minutely rules since 5 years": icsgen.slow_feed,
-    "4500 events with EXDATE lists": lambda today: icsgen.many_dates_feed(today, events=4500),
-    "20 MB of history (36 years)": lambda today: icsgen.big_feed(today, years=36, per_day=2),
-}
 
 SERVER_SIDE = r"""
 import datetime as dt, gc, http.server, json, resource, sys, threading
@@ -295,7 +284,7 @@ def big(out: Path, mb: float, runs: int) -> dict[str, Any]:
 def hostile(out: Path, runs: int) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     print(f"hostile feeds (reader limit {MEMORY_LIMIT_BYTES // 2**20} MB; the unit's MemoryHigh {MEMORY_HIGH_MB} MB)")
-    for name, make in HOSTILE.items():
+    for name, make in icsgen.HOSTILE_FEEDS.items():
         path = out / "hostile.ics"
         path.write_bytes(make(TODAY))
         reader = reader_figures(path, runs)

@@ -8,6 +8,7 @@ instances. Deterministic: the same arguments give the same bytes.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 VTIMEZONE = """BEGIN:VTIMEZONE
 TZID:Europe/Stockholm
@@ -224,8 +225,8 @@ def many_dates_feed(today: dt.date, *, events: int = 4000) -> bytes:
     )
 
 
-def many_lines_feed(today: dt.date, *, lines: int = 900_000, depth: int = 50_000) -> bytes:
-    """A VEVENT of `lines` ATTENDEE lines (20 MB) and a VTIMEZONE with components nested `depth` deep inside it."""
+def many_lines_feed(today: dt.date, *, lines: int = 550_000, depth: int = 50_000) -> bytes:
+    """A VEVENT of `lines` ATTENDEE lines and a VTIMEZONE with components nested `depth` deep inside it: 19 MB."""
     day = f"{today + dt.timedelta(days=1):%Y%m%d}"
     zone = [
         "BEGIN:VTIMEZONE",
@@ -238,3 +239,17 @@ def many_lines_feed(today: dt.date, *, lines: int = 900_000, depth: int = 50_000
     big = _event("big@test", f"DTSTART:{day}T120000Z", "SUMMARY:Big", *["ATTENDEE:mailto:a@example.com"] * lines)
     deep = _event("deep@test", f"DTSTART;TZID=Deep:{day}T150000", "DURATION:PT1H", "SUMMARY:Deep zone")
     return _calendar([zone, big, deep, good_event(today)])
+
+
+# Each hostile case by what it is: what the bench measures and the server-level test serves.
+HOSTILE_FEEDS: dict[str, Callable[[dt.date], bytes]] = {
+    "FREQ=SECONDLY, no end": runaway_feed,
+    "FREQ=SECONDLY since 5 years": lambda today: runaway_feed(today, years_before=5),
+    "19 MB of events in the window": crowded_feed,
+    "1 MB SUMMARY and LOCATION": long_text_feed,
+    "P3000000D, 10^20 weeks, 300-char TZID": broken_events_feed,
+    "40 minutely rules since 5 years": slow_feed,
+    "4500 events with EXDATE lists": lambda today: many_dates_feed(today, events=4500),
+    "a million lines, a zone nested 50,000 deep": many_lines_feed,
+    "20 MB of history (36 years)": lambda today: big_feed(today, years=36, per_day=2),
+}
