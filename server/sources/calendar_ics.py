@@ -8,9 +8,9 @@ ICS on stdin, and reads one compact JSON object from stdout (see main()).
 
 A feed is hostile input, so the reader is bounded on its own: memory and CPU limits set on itself before it reads
 a byte (setrlimit), the parser sees only the pre-selected, reduced events (server/sources/calendar_text.py) and
-at most MAX_PARSE_EVENTS of them, a repeating event is expanded lazily and stops at MAX_OCCURRENCES (and after
-a bounded number of steps from its DTSTART), and titles and places are clipped. Within those bounds,
-any error in one event or one series leaves that event out, counted, and the rest shows.
+at most MAX_PARSE_EVENTS of them, a repeating event is expanded lazily and stops at MAX_OCCURRENCES (and after a
+bounded number of steps from its DTSTART), and titles and places are clipped. Within those bounds, any error in
+one event or one series leaves that event out, counted, and the rest shows.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ from server.sources.calendar_text import (
 # systemd/homeboard.service) with the server at its usual 40-50 MB; a 20 MB feed (sources.calendar.max_bytes)
 # of real history reads in well under half of it. Measured with bench/bench_calendar.py.
 MEMORY_LIMIT_BYTES = 128 * 2**20  # address space (RLIMIT_AS) and data (RLIMIT_DATA) of the reader
-CPU_LIMIT_S = 30  # RLIMIT_CPU: a 20 MB feed takes 2-3 s here (x86-64 VM); a Pi is several times slower
+CPU_LIMIT_S = 30  # RLIMIT_CPU: 20 MB of history takes 1.3 s here (x86-64 VM), the worst hostile feed 7 s; a Pi is
+# several times slower
 MAX_OCCURRENCES = 3000  # per feed: a FREQ=MINUTELY rule must not flood the server and the page
 # dateutil walks a rule from its DTSTART, whatever the window: a FREQ=MINUTELY rule begun five years ago is 2.6
 # million steps (about 4 µs each here) before its first occurrence in view. Every series first gets FIRST_ROUND_STEPS
