@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from server import __version__
 from server.config import Config
 from server.core.hub import Hub
 from server.core.laststate import LastStateStore
+from server.core.parts import SOURCES, Part, Parts, verdict
 from server.core.runner import SourceRunner
 from server.core.timeutil import zone
 from server.display.backends import make_backend
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HealthCheck = Callable[[], dict[str, Any]]
+MQTT = "mqtt"  # the MQTT part's name: its /healthz section
 
 
 @dataclass
@@ -161,39 +163,44 @@ class Homeboard:
 
     # ------------------------------------------------------------------ running
 
+    @cached_property
+    def parts(self) -> Parts:
+        """Every part, in the order they start: the history before anything that stores, the demo world and the
+        inputs and outputs, MQTT (taking readings into the history; its sharing sees the first fetches), the
+        sensors (closed once the runner has stopped), the sources last. They stop in the reverse order, so MQTT
+        stops before the history closes: no message is taken and acknowledged that cannot be stored."""
+        parts = [Part("history", self.history.open, self.history.close, self.history.health)]
+        if self.demo is not None:
+            parts.append(Part("demo", partial(self.demo.start, self.history, self.readings, self.gpio), self.demo.stop))
+        parts += [
+            Part("gpio", self.gpio.start, self.gpio.stop),
+            Part("display", self.display.start, self.display.stop, self.display.health),
+            Part("wall", self.wall.start, self.wall.stop, self.wall.health),
+        ]
+        if self.mqtt is not None:
+            parts.append(Part(MQTT, self.mqtt.start, self.mqtt.stop, self.mqtt.health))
+        parts += [
+            Part("sensors", stop=self._close_sensors),
+            Part(SOURCES, self.runner.start, self.runner.stop, self.runner.health_report),
+        ]
+        calendar = self.runner.sources.get("calendar")
+        if isinstance(calendar, CalendarSource):
+            # Its own section: a dead link needs a person even while the other feeds work (the runner runs it).
+            parts.append(Part("calendar", health=calendar.health))
+        return Parts(parts)
+
     async def start(self, restore: bool = True) -> None:
-        """Start in order: last-known values into the declared topics (before anything publishes), the history,
-        the demo world, the inputs and outputs, MQTT, then the sources."""
+        """Last-known values into the declared topics first (before anything publishes), then every part."""
         if restore:
             restored = self.laststate.load_into(self.hub)
             self.readings.name_restored()
             if restored:
                 log.info("restored %d topics from last-known state (stale until refreshed)", restored)
-        await self.history.open()
-        if self.demo is not None:
-            await self.demo.start(self.history, self.readings, self.gpio)
-        await self.gpio.start()
-        await self.display.start()
-        await self.wall.start()
-        if self.mqtt is not None:
-            await self.mqtt.start()
-        self.runner.start()
+        await self.parts.start()
 
     async def stop(self) -> None:
-        """The reverse: MQTT first (no message is taken and acknowledged after the history has closed), the
-        sources, the inputs and outputs, the demo, the history (commits what is queued), the last-known state."""
-        steps: list[Callable[[], Any]] = []
-        if self.mqtt is not None:
-            steps.append(self.mqtt.stop)
-        steps += [self.runner.stop, self.wall.stop, self.display.stop, self.gpio.stop, self._close_sensors]
-        if self.demo is not None:
-            steps.append(self.demo.stop)
-        steps.append(self.history.close)
-        for step in steps:
-            try:
-                await step()
-            except Exception:  # keep stopping the rest: a failed flush is logged, not a hang
-                log.exception("stopping: %s failed", getattr(step, "__qualname__", step))
+        """Every part in reverse order (the history last: it commits what is queued), then the last-known state."""
+        await self.parts.stop()
         blob = self.laststate.snapshot_blob(self.hub)
         await asyncio.get_running_loop().run_in_executor(self.executor, self.laststate.save_blob, blob)
 
@@ -204,59 +211,21 @@ class Homeboard:
     # ------------------------------------------------------------------ health
 
     def health(self) -> dict[str, Any]:
-        """The /healthz body: "degraded" when a source fails or a section's status is other than ok."""
-        sources = self.runner.health_report()
-        body: dict[str, Any] = {
-            "status": "ok",
+        """The /healthz body: "degraded" when the one verdict finds a problem in any part's section."""
+        sections = self.parts.health()
+        return {
+            "status": verdict(sections).status,
             "version": self.version,
             "uptime_s": round(time.monotonic() - self.started_monotonic, 1),
             "clients": len(self.hub.clients),
-            "sources": sources,
+            **sections,
         }
-        degraded = any(v["failing"] for v in sources.values())
-        for name, fn in self.health_sections().items():
-            try:
-                extra = fn()
-            except Exception as err:  # a broken health probe is itself a degraded state, not a 500
-                extra = {"status": "degraded", "error": f"health check failed: {type(err).__name__}"}
-            body[name] = extra
-            if isinstance(extra, dict) and extra.get("status") not in (None, "ok"):
-                degraded = True
-        if degraded:
-            body["status"] = "degraded"
-        return body
-
-    def health_sections(self) -> dict[str, HealthCheck]:
-        """/healthz sections beside "sources": each a dict whose "status" other than ok makes it degraded."""
-        sections: dict[str, HealthCheck] = {
-            "history": self.history.health,
-            "wall": self.wall.health,
-            "display": self.display.health,
-        }
-        if self.mqtt is not None:
-            sections["mqtt"] = self.mqtt.health
-        calendar = self.runner.sources.get("calendar")
-        if isinstance(calendar, CalendarSource):
-            sections["calendar"] = calendar.health  # a dead link needs a person even while other feeds work
-        return sections
 
     def problems(self) -> tuple[bool, dict[str, Any]]:
-        """(problem?, attributes): the same verdict as /healthz, for Home Assistant's problem sensor."""
-        problems = [
-            f"{name}: {h['last_error']}" for name, h in sorted(self.runner.health_report().items()) if h["failing"]
-        ]
-        for name, check in sorted(self.health_sections().items()):
-            if name == "mqtt":
-                continue  # we are connected, or nobody would read this
-            try:
-                extra = check()
-            except Exception as err:  # the same rule as /healthz: a broken check is a problem, not a crash
-                problems.append(f"{name}: health check failed: {type(err).__name__}")
-                continue
-            if isinstance(extra, dict) and extra.get("status") not in (None, "ok"):
-                problems.append(f"{name}: {extra.get('error') or extra.get('status')}")
-        status = "degraded" if problems else "ok"
-        return bool(problems), {"status": status, "problems": problems, "version": self.version}
+        """(problem?, attributes) for Home Assistant's problem sensor: the same verdict as /healthz."""
+        # Not MQTT's own section: we are connected, or nobody would read this.
+        found = verdict(self.parts.health(), ignore=(MQTT,))
+        return bool(found.problems), {"status": found.status, "problems": list(found.problems), "version": self.version}
 
     def own_sensors(self) -> dict[str, tuple[str, tuple[str, ...]]]:
         """This Pi's sensors (wired and LAN): id → (name, what it measures). MQTT and a leader's are not ours."""

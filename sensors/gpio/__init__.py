@@ -8,34 +8,11 @@ emulated one. Edge callbacks arrive on the backend's own thread: hand them to yo
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+from sensors.gpio.pins import PULLS, EdgeCallback, GpioError, PinBackend
 
-from sensors.errors import SensorError
+__all__ = ["PULLS", "EdgeCallback", "GpioError", "PinBackend", "installed_library", "is_raspberry_pi", "open_backend"]
 
-EdgeCallback = Callable[[int, bool], None]  # (BCM pin, level read right after the edge)
-PULLS = ("up", "down", "off")
 MODEL_FILE = "/proc/device-tree/model"
-
-
-class GpioError(SensorError):
-    """GPIO cannot be used (library missing, not a Pi, Pi 5 without rpi-lgpio, no permission)."""
-
-
-class PinBackend(Protocol):
-    name: str
-
-    def setup_input(self, pin: int, pull: str) -> None:
-        """Configure a BCM pin as an input with a pull-up, pull-down or none ("up" | "down" | "off")."""
-
-    def add_edge_callback(self, pin: int, callback: EdgeCallback, bounce_ms: int = 0) -> None:
-        """Call callback(pin, level) on both edges, from the backend's thread; edges within bounce_ms are dropped."""
-
-    def read(self, pin: int) -> bool:
-        """The pin's level now (True = high)."""
-
-    def cleanup(self) -> None:
-        """Release every pin this backend set up."""
 
 
 def is_raspberry_pi(model_file: str = MODEL_FILE) -> bool:

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from sensors.gpio import PULLS, EdgeCallback, GpioError
+from sensors.gpio.pins import PULLS, EdgeCallback, GpioError
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import logging
 import threading
 from typing import Any
 
-from sensors.gpio import EdgeCallback, GpioError
+from sensors.gpio.pins import EdgeCallback, GpioError
 
 log = logging.getLogger(__name__)
 

@@ -83,7 +83,7 @@ class SourceRunner:
         if self._started:
             self._start_one(source)
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self._started = True
         self._loop_of_tasks = asyncio.get_running_loop()
         for source in self.sources.values():

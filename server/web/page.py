@@ -7,6 +7,8 @@ from typing import Any
 
 import tornado.web
 
+from server.web.base import SECURITY_HEADERS
+
 KIOSK_DIR = Path(__file__).resolve().parents[2] / "kiosk"
 
 # Everything the page needs is served from here; nothing inline, nothing from elsewhere.
@@ -48,8 +50,8 @@ class PageStaticHandler(tornado.web.StaticFileHandler):
     def set_default_headers(self) -> None:
         self.clear_header("Server")
         self.set_header("Content-Security-Policy", CSP)
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Referrer-Policy", "no-referrer")
+        for name, value in SECURITY_HEADERS.items():
+            self.set_header(name, value)
 
     def parse_url_path(self, url_path: str) -> str:
         # A NUL byte makes os.path.realpath raise ValueError (a 500 in Tornado): refuse it up front.

@@ -7,12 +7,10 @@ import asyncio
 import concurrent.futures
 import datetime as dt
 import sqlite3
-import time
 from collections.abc import Callable
 from typing import Any
 
-from server.config import HistoryConfig
-from server.readings.history.schema import DAY_MS, HOUR_MS
+from server.readings.history.schema import HOUR_MS
 from server.readings.reading import Reading
 
 
@@ -28,27 +26,23 @@ class HistoryReader:
     """Queries, off the loop and off the writer: a thread of its own, whose connection is opened again when the
     writer has started a fresh database file (`generation()` changed: a corrupt one was moved aside)."""
 
-    def __init__(
-        self,
-        path: str,
-        config: HistoryConfig,
-        tz: dt.tzinfo,
-        generation: Callable[[], int],
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, path: str, generation: Callable[[], int]) -> None:
         self.path = path
-        self.config = config
-        self.tz = tz
-        self.clock = clock
         self._generation = generation
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hb-history-read")
         self._conn: sqlite3.Connection | None = None
         self._conn_generation = -1
 
-    async def query(self, sensor_id: str, since_s: float, until_s: float, max_points: int) -> list[dict[str, Any]]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, self._query, sensor_id, int(since_s * 1000), int(until_s * 1000), max_points
+    async def query(
+        self, sensor_id: str, since_s: float, until_s: float, max_points: int, *, raw_cutoff_ms: int, tz: dt.tzinfo
+    ) -> list[dict[str, Any]]:
+        """downsample(), in the reader's thread: epoch seconds in, points with times in `tz` out."""
+        since_ms, until_ms = int(since_s * 1000), int(until_s * 1000)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor,
+            lambda: downsample(
+                self._read_conn(), sensor_id, since_ms, until_ms, max_points, raw_cutoff_ms=raw_cutoff_ms, tz=tz
+            ),
         )
 
     async def latest(self, sensor_id: str) -> Reading | None:
@@ -87,11 +81,6 @@ class HistoryReader:
             return None
         sensor_id, measured_at_ms, t, h, p, b, source = row
         return Reading(sensor_id, measured_at_ms / 1000, t, h, p, b, source or "")
-
-    def _query(self, sensor_id: str, since_ms: int, until_ms: int, max_points: int) -> list[dict[str, Any]]:
-        raw_cutoff_ms = int(self.clock() * 1000) - int(self.config.raw_days * DAY_MS)
-        conn = self._read_conn()
-        return downsample(conn, sensor_id, since_ms, until_ms, max_points, raw_cutoff_ms=raw_cutoff_ms, tz=self.tz)
 
 
 def downsample(

@@ -88,7 +88,7 @@ class History:
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._generation = 0  # bumped whenever the writer starts a fresh database file
-        self._reader = HistoryReader(path, config, tz, lambda: self._generation, clock)
+        self._reader = HistoryReader(path, lambda: self._generation)
         self._conn: sqlite3.Connection | None = None
         self._pending: deque[Reading] = deque()  # kept for a retry after a failed commit
         self._last_prune = -math.inf  # retention runs with the first commit, then hourly
@@ -129,7 +129,11 @@ class History:
         self, sensor_id: str, since_s: float, until_s: float, max_points: int = 1000
     ) -> list[dict[str, Any]]:
         """Points between since and until (epoch s), oldest first, downsampled to at most max_points."""
-        return await self._reader.query(sensor_id, since_s, until_s, max_points)
+        # Raw readings are there from what retention keeps on; the hourly rows before (the writer prunes both).
+        raw_cutoff_ms = int(self.clock() * 1000) - int(self.config.raw_days * DAY_MS)
+        return await self._reader.query(
+            sensor_id, since_s, until_s, max_points, raw_cutoff_ms=raw_cutoff_ms, tz=self.tz
+        )
 
     async def latest(self, sensor_id: str) -> Reading | None:
         return await self._reader.latest(sensor_id)
