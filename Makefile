@@ -39,8 +39,9 @@ test-arm64: $(STAMP)  ## provision an emulated Debian arm64 over SSH, install wi
 soak: $(STAMP)  ## the long fault and load runs
 	$(PY) -m pytest -q -m soak
 
-bench: $(STAMP)  ## figures on this machine: throughput, latency, memory
+bench: $(STAMP)  ## figures on this machine: throughput, latency, memory; then the calendar reader's
 	$(PY) bench/run.py
+	$(PY) bench/bench_calendar.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -283,7 +283,13 @@ def _add_remote_sources(config: Config, tz: dt.tzinfo, runner: SourceRunner, dat
             )
         )
     if sources.calendar is not None:
-        calendar = CalendarSource(sources.calendar, config.timezone, base_url=urls.get("calendar"), data_dir=data_dir)
+        calendar = CalendarSource(
+            sources.calendar,
+            config.timezone,
+            base_url=urls.get("calendar"),
+            data_dir=data_dir,
+            rerun=lambda: runner.trigger_from_thread(CalendarSource.name),  # a feed read after its poll returned
+        )
         runner.add(calendar)
     enabled = [name for name in ("weather", "departures", "strava", "calendar") if getattr(sources, name) is not None]
     log.info("remote sources: %s%s", ", ".join(enabled) or "none", " (demo stand-in)" if demo else "")

@@ -19,13 +19,15 @@ from server.core.source import TransientError
 from server.demo.calendars import DEMO_CALENDAR
 from server.demo.standin import demo_urls, make_standin_app
 from server.sources.calendar import CalendarSource, fetch_url
-from server.sources.calendar_ics import MAX_OCCURRENCES, FeedError, check_feed, expand, might_show, unfold
+from server.sources.calendar_ics import MAX_OCCURRENCES, expand
+from server.sources.calendar_text import FeedError, check_feed, might_show, unfold
 from tests.fakeapi import FakeApi, Recorded, Reply, serve_app
 from tests.icsgen import big_feed
 
 FEEDS = Path(__file__).parent / "feeds"
 STHLM = ZoneInfo("Europe/Stockholm")
 TOKEN = "cnryCalendarToken4e1d9f"
+OK_ENTRY = {"status": "ok", "error": None, "skipped": 0, "skipped_reason": None}  # a calendars entry, read whole
 
 # A Google event with a VALARM (its own DESCRIPTION and SUMMARY), escaped TEXT, and a SUMMARY folded in the
 # middle of the two bytes of "å" (libical and ical4j fold by octets).
@@ -102,11 +104,8 @@ def test_october_dst_change_every_trap(api: FakeApi) -> None:
     serve(api, 2, crlf((FEEDS / "work_oct2026.ics").read_text(encoding="utf-8")))
     src = source(api, ["Family", "Aunt", "Work"], "2026-10-24T12:00:00+02:00")
     data = src.fetch()["calendar"]
-    assert data["calendars"] == [
-        {"name": "Family", "status": "ok", "error": None},
-        {"name": "Aunt", "status": "ok", "error": None},
-        {"name": "Work", "status": "ok", "error": None},
-    ]
+    ok = OK_ENTRY
+    assert data["calendars"] == [{"name": "Family", **ok}, {"name": "Aunt", **ok}, {"name": "Work", **ok}]
     F, A, W = "Family", "Aunt", "Work"
     assert listing(data) == [
         ("2026-10-23", "2026-10-26", "Autumn break", F),  # started before now, still running
@@ -291,10 +290,10 @@ def test_a_failing_feed_keeps_its_last_good_events_and_the_others(api: FakeApi) 
         assert family["status"] == "error"
         assert words in family["error"]
         assert TOKEN not in family["error"]
-        assert work_entry == {"name": "Work", "status": "ok", "error": None}
+        assert work_entry == {"name": "Work", **OK_ENTRY}
     serve(api, 0, vcal(vevent("a", "DTSTART:20261026T090000Z", "DTEND:20261026T100000Z", "SUMMARY:Family again")))
     data = src.fetch()["calendar"]
-    assert data["calendars"][0] == {"name": "Family", "status": "ok", "error": None}
+    assert data["calendars"][0] == {"name": "Family", **OK_ENTRY}
     assert [e["title"] for e in data["events"]] == ["Family again", "Work thing"]
     assert len(api.requests_to(path(1))) == len(FAILURES) + 2  # the healthy feed: one 200, then 304s
 
@@ -405,6 +404,150 @@ def test_preselection_keeps_what_might_show() -> None:
     assert keeps('DTSTART;TZID="a:b":garbage')  # unreadable: the parser decides
     # A VALARM's own DTSTART-like lines are not the event's.
     assert not keeps("DTSTART:20150101T100000Z", "BEGIN:VALARM", "RDATE:20261026T100000Z", "END:VALARM")
+    assert keeps("DTSTART:20261001T100000Z", "DURATION:PT43200M")  # 30 days in minutes: still running
+    assert not keeps("DTSTART:20261001T100000Z", "DURATION:PT90M")
+    # Arithmetic that cannot be done (past year 9999) decides nothing: the block goes to the parser.
+    assert keeps("DTSTART:20261020T090000Z", "DURATION:P3000000D")
+    assert keeps("DTSTART:20261020T090000Z", "DURATION:P99999999999999999999W")
+    assert keeps("DTSTART:99991231T090000Z", "DTEND:99991231T100000Z") is False  # far after: no arithmetic
+    assert keeps("DTSTART:20261020T090000Z", "RRULE:FREQ=DAILY;UNTIL=" + "9" * 5000)
+
+
+# ---------------------------------------------------------------- a series is one thing; a bad event is one event
+# Each feed is the smallest one that showed the case on the test calendars of recurring-ical-events and icalendar,
+# compared there with plain recurring_ical_events.of(cal).between(a, b) on the same library versions.
+
+
+def shown(body: bytes, first: str, days: int = 7) -> list[tuple[str, str]]:
+    """(start, title) of what the wall shows for `days` days from `first` (all-day starts as dates)."""
+    lo = dt.date.fromisoformat(first)
+    hi = lo + dt.timedelta(days=days - 1)
+    end = (hi + dt.timedelta(days=1)).isoformat()
+    events = expand(body, "Europe/Stockholm", lo, hi).events
+    return sorted((e["start"], e["title"]) for e in events if e["start"] < end and e["end"] > first)
+
+
+# A fortnightly series ended by a newer version (SEQUENCE 2); an older copy of one instance, moved two weeks on,
+# still carries its own RRULE.
+MOVED_WITH_RULE = vcal(
+    vevent(
+        "swim",
+        "SEQUENCE:2",
+        "DTSTART;TZID=Europe/Stockholm:20261005T170000",
+        "DTEND;TZID=Europe/Stockholm:20261005T180000",
+        "RRULE:FREQ=WEEKLY;INTERVAL=2;BYDAY=MO;UNTIL=20261025T000000Z",
+        "SUMMARY:Swim",
+    ),
+    vevent(
+        "swim",
+        "SEQUENCE:1",
+        "RECURRENCE-ID;TZID=Europe/Stockholm:20261019T170000",
+        "DTSTART;TZID=Europe/Stockholm:20261102T170000",
+        "DTEND;TZID=Europe/Stockholm:20261102T180000",
+        "RRULE:FREQ=WEEKLY;INTERVAL=2;BYDAY=MO",
+        "SUMMARY:Swim (moved)",
+    ),
+)
+
+# The same shape, but the old copy's RECURRENCE-ID is not an instance of the (ended) master.
+ENDED_MASTER = vcal(
+    vevent(
+        "choir",
+        "SEQUENCE:2",
+        "DTSTART;VALUE=DATE:20261005",
+        "DTEND;VALUE=DATE:20261006",
+        "RRULE:FREQ=WEEKLY;INTERVAL=2;BYDAY=MO;UNTIL=20261024",
+        "SUMMARY:Choir",
+    ),
+    vevent(
+        "choir",
+        "SEQUENCE:1",
+        "RECURRENCE-ID;VALUE=DATE:20261102",
+        "DTSTART;VALUE=DATE:20261102",
+        "DTEND;VALUE=DATE:20261103",
+        "RRULE:FREQ=WEEKLY;INTERVAL=2;BYDAY=MO",
+        "SUMMARY:Choir (old copy)",
+    ),
+)
+
+THIS_AND_FUTURE = vcal(
+    vevent(
+        "stand-up",
+        "DTSTART;TZID=Europe/Stockholm:20261001T090000",
+        "DURATION:PT15M",
+        "RRULE:FREQ=DAILY",
+        "SUMMARY:Stand-up",
+    ),
+    vevent(
+        "stand-up",
+        "RECURRENCE-ID;RANGE=THISANDFUTURE;TZID=Europe/Stockholm:20261020T090000",
+        "DTSTART;TZID=Europe/Stockholm:20261020T110000",
+        "DURATION:PT15M",
+        "SUMMARY:Stand-up (later)",
+    ),
+)
+
+
+def test_a_moved_instance_with_its_own_rule_leaves_its_old_date() -> None:
+    assert shown(MOVED_WITH_RULE, "2026-10-19") == []  # not at 17:00 on the 19th: it moved
+    assert shown(MOVED_WITH_RULE, "2026-11-01") == [("2026-11-02T17:00:00+01:00", "Swim (moved)")]
+
+
+def test_what_an_ended_series_shows_does_not_change_as_days_pass() -> None:
+    """The master ends before the window: its block must still reach the parser, which decides from it that the
+    old copy is obsolete. Leaving the master out would show the copy once the master's UNTIL was far enough back."""
+    assert shown(ENDED_MASTER, "2026-10-19") == [("2026-10-19", "Choir")]
+    assert shown(ENDED_MASTER, "2026-10-26") == []
+    assert shown(ENDED_MASTER, "2026-11-01") == []
+
+
+def test_a_this_and_future_edit_moves_the_later_instances() -> None:
+    """The library applies RANGE=THISANDFUTURE; the pre-selection must not hide the edit from it."""
+    later = [(f"2026-10-{d}T11:00:00+01:00", "Stand-up (later)") for d in range(26, 32)]
+    assert shown(THIS_AND_FUTURE, "2026-10-26", days=6) == later
+    assert shown(THIS_AND_FUTURE, "2026-10-19", days=2) == [
+        ("2026-10-19T09:00:00+02:00", "Stand-up"),
+        ("2026-10-20T11:00:00+02:00", "Stand-up (later)"),
+    ]
+
+
+LONG_TZID = "(UTC+03:00) " + ", ".join(["Somewhere far away"] * 15)  # 300+ characters: more than a file name
+
+
+def test_one_unreadable_event_is_left_out_counted_and_the_rest_shows(api: FakeApi) -> None:
+    serve(
+        api,
+        0,
+        vcal(
+            vevent("typo", "DTSTART:20261026T090000Z", "DURATION:P3000000D", "SUMMARY:Typo in the duration"),
+            vevent("huge", "DTSTART:20261026T090000Z", "DURATION:P99999999999999999999W", "SUMMARY:Huge"),
+            vevent("zone", f"DTSTART;TZID={LONG_TZID}:20261026T090000", "DURATION:PT1H", "SUMMARY:Long zone"),
+            vevent("rule", "DTSTART:20261026T110000Z", "RRULE:FREQ=WEEKLY;UNTIL=2026XX", "SUMMARY:Bad until"),
+            vevent("good", "DTSTART:20261026T120000Z", "DURATION:PT1H", "SUMMARY:Good"),
+            vevent("also", "DTSTART;VALUE=DATE:20261027", "SUMMARY:Also good"),
+        ),
+    )
+    src = source(api, ["Family"], "2026-10-24T12:00:00+02:00")
+    data = src.fetch()["calendar"]
+    assert [e["title"] for e in data["events"]] == ["Good", "Also good"]
+    assert data["calendars"] == [
+        {"name": "Family", "status": "ok", "error": None, "skipped": 4, "skipped_reason": "4 could not be read"}
+    ]
+    health = src.health()
+    assert (health["status"], health["skipped"]) == ("ok", 4)  # nothing a person here can mend: not degraded
+    assert health["calendars"] == data["calendars"]
+
+
+def test_a_long_tzid_with_its_vtimezone_is_read() -> None:
+    """A TZID is any string (RFC 5545 §3.2.19); one the feed defines is the organiser's clock."""
+    zone = "\n".join(
+        [
+            *("BEGIN:VTIMEZONE", f"TZID:{LONG_TZID}", "BEGIN:STANDARD", "DTSTART:16010101T000000"),
+            *("TZOFFSETFROM:+0300", "TZOFFSETTO:+0300", "END:STANDARD", "END:VTIMEZONE"),
+        ]
+    )
+    body = vcal(zone, vevent("x", f'DTSTART;TZID="{LONG_TZID}":20261026T090000', "DURATION:PT1H", "SUMMARY:Far"))
+    assert shown(body, "2026-10-26", days=1) == [("2026-10-26T07:00:00+01:00", "Far")]
 
 
 # ---------------------------------------------------------------- config
@@ -467,14 +610,21 @@ def test_a_5_mb_feed_with_years_of_history_stays_cheap(api: FakeApi) -> None:
     assert len(src.states[0].events or []) < 200
 
 
-def test_a_runaway_rule_is_capped_and_hides_nothing_sooner() -> None:
+def test_a_runaway_rule_is_cut_and_pushes_nothing_else_off_the_wall() -> None:
     feed = vcal(
-        vevent("m", "DTSTART:20261024T000000Z", "DURATION:PT1M", "RRULE:FREQ=MINUTELY;INTERVAL=5", "SUMMARY:Tick"),
+        vevent("m", "DTSTART:20261024T000000Z", "DURATION:PT1S", "RRULE:FREQ=SECONDLY", "SUMMARY:Tick"),
         vevent("g", "DTSTART:20261030T090000Z", "DTEND:20261030T100000Z", "SUMMARY:Good"),
+        vevent("w", "DTSTART:20261026T080000Z", "DURATION:PT1H", "RRULE:FREQ=DAILY", "SUMMARY:Daily"),
     )
     result = expand(feed, "Europe/Stockholm", dt.date(2026, 10, 24), dt.date(2026, 11, 6))
     assert len(result.events) == MAX_OCCURRENCES
-    assert "Good" in {e["title"] for e in result.events}
+    titles = [e["title"] for e in result.events]
+    assert titles.count("Good") == 1
+    assert titles.count("Daily") == 13  # 26 Oct - 7 Nov: the whole series in the days read
+    assert titles.count("Tick") == MAX_OCCURRENCES - 14  # the soonest, from 00:00Z on the 24th
+    assert result.too_many == 1
+    starts = [e["start"] for e in result.events]
+    assert starts == sorted(starts, key=dt.datetime.fromisoformat)
 
 
 def test_outlook_display_name_zones_without_a_vtimezone(api: FakeApi) -> None:

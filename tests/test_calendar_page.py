@@ -214,3 +214,62 @@ def test_calendar_on_the_wall_and_its_addresses_stay_secret(tmp_path: Path, feed
     finally:
         probe.close()
         server.stop()
+
+
+def test_the_card_says_how_many_events_were_left_out_and_why(tmp_path: Path, browser: Any) -> None:
+    """One event no date arithmetic can take (a duration of 3,000,000 days): the rest shows, and the card and
+    /healthz say one was left out. The page words the count (here in Swedish), the server the reason."""
+    tomorrow = dt.datetime.now(STHLM).date() + dt.timedelta(days=1)
+    lines = [
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        "PRODID:-//Test//EN",
+        "BEGIN:VEVENT",
+        "UID:typo@test",
+        f"DTSTART:{tomorrow:%Y%m%d}T080000Z",
+        "DURATION:P3000000D",
+        "SUMMARY:Typo in the duration",
+        "END:VEVENT",
+        "BEGIN:VEVENT",
+        "UID:fine@test",
+        f"DTSTART:{tomorrow:%Y%m%d}T090000Z",
+        "DURATION:PT1H",
+        "SUMMARY:Dentist",
+        "END:VEVENT",
+        "END:VCALENDAR",
+    ]
+    api = FakeApi()
+    api.route(f"/calendars/private-{TOKEN}/basic.ics", Reply(200, "\r\n".join(lines) + "\r\n"))
+    api.start()
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text(f"FAMILY_ICS_URL={api.url(f'/calendars/private-{TOKEN}/basic.ics')}\n")
+    secrets.chmod(0o600)
+    doc = {
+        "timezone": "Europe/Stockholm",
+        "secrets_file": str(secrets),
+        "page": {"locale": "sv-SE", "night_from": None, "night_until": None, "reload_at": None},
+        "sources": {"calendar": {"calendars": [{"name": "Familj", "url": "${FAMILY_ICS_URL}"}]}},
+    }
+    server = HomeboardProcess(tmp_path, doc, demo=False).start()
+    probe = PageProbe(browser, 1280, 720)
+    try:
+        probe.open(server.url + "/?wall=1")
+        note = probe.wait_for(
+            """() => {
+              const p = document.querySelector('.w-calendar .cal-problems');
+              return p && !p.hidden && p.textContent.includes('utelämnad') ? p.textContent : null;
+            }""",
+            timeout_s=30,
+        )
+        assert note == "Familj: 1 händelse utelämnad (1 could not be read)"
+        titles = probe.js("() => [...document.querySelectorAll('.w-calendar .cal-title')].map((t) => t.textContent)")
+        assert "Dentist" in titles
+        assert "Typo in the duration" not in titles
+        health = json.loads(get_text(server.url + "/healthz"))["calendar"]
+        assert (health["status"], health["skipped"]) == ("ok", 1)
+        assert health["calendars"][0]["skipped_reason"] == "1 could not be read"
+        assert probe.page_errors == []
+    finally:
+        probe.close()
+        server.stop()
+        api.stop()

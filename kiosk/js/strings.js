@@ -38,6 +38,7 @@ const WORDS = {
     calendar: "Calendar",
     nothingPlanned: "nothing planned",
     noTitle: "(no title)",
+    leftOut: (n) => (n === 1 ? "1 event left out" : `${n} events left out`),
     allDay: "all day",
     // Compass points as WeatherAPI writes them (English letters): kept as they are.
     compass: (dir) => dir,
@@ -80,6 +81,7 @@ const WORDS = {
     calendar: "Kalender",
     nothingPlanned: "inget inplanerat",
     noTitle: "(ingen rubrik)",
+    leftOut: (n) => (n === 1 ? "1 händelse utelämnad" : `${n} händelser utelämnade`),
     allDay: "heldag",
     // In Swedish east is O (ost) and west V (väst): "SSW" is written "SSV".
     compass: (dir) => dir.replace(/E/g, "O").replace(/W/g, "V"),

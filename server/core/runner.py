@@ -66,6 +66,7 @@ class SourceRunner:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._inflight: dict[str, tuple[float, concurrent.futures.Future[Any]]] = {}  # (started, future)
         self._wakeups: dict[str, asyncio.Event] = {}
+        self._loop_of_tasks: asyncio.AbstractEventLoop | None = None
         self._started = False
 
     def add(self, source: Source, deliver: Callable[[Any], None] | None = None) -> None:
@@ -84,6 +85,7 @@ class SourceRunner:
 
     async def start(self) -> None:
         self._started = True
+        self._loop_of_tasks = asyncio.get_running_loop()
         for source in self.sources.values():
             self._start_one(source)
 
@@ -103,10 +105,20 @@ class SourceRunner:
         self._started = False
 
     def trigger(self, name: str) -> None:
-        """Run a source now (e.g. after a config change or from a test)."""
+        """Run a source now (e.g. after a config change or from a test). On the loop thread."""
         event = self._wakeups.get(name)
         if event is not None:
             event.set()
+
+    def trigger_from_thread(self, name: str) -> None:
+        """trigger() from any thread: a source's own worker has a result for the topic (a calendar feed that came
+        in after the poll that started it had returned). Before start() or after stop(), nothing happens."""
+        loop = self._loop_of_tasks
+        if loop is not None and self._started:
+            try:
+                loop.call_soon_threadsafe(self.trigger, name)
+            except RuntimeError:
+                pass  # the loop has closed: the server is stopping
 
     def _jitter(self, delay_s: float) -> float:
         return delay_s * (1 + self.rng.uniform(-JITTER_FRACTION, JITTER_FRACTION))

@@ -1,214 +1,85 @@
-"""iCalendar feed → occurrences in one time zone: check, pre-select, parse, expand. Pure; also a child process.
+"""The calendar reader: an iCalendar feed → occurrences in one time zone. Runs as a short-lived child process.
 
 The server never imports icalendar / recurring-ical-events itself: measured with bench/bench_calendar.py, parsing a
 5 MB feed in the server process costs 3 MB of imports and leaves it 11 MB larger for good, where this child costs
-the server only the download. CalendarSource runs this module as
+the server nothing that stays. CalendarSource runs this module as
 `python -m server.sources.calendar_ics --zone Europe/Stockholm --from 2026-12-01 --until 2026-12-12` with the
 ICS on stdin, and reads one compact JSON object from stdout (see main()).
 
-Why a text-level pre-selection before the libraries: private feeds carry a calendar's whole history (thousands of
-past VEVENTs) and icalendar builds a heavy object per property. A one-off event whose dates are far outside the
-window cannot show up, so its block is dropped before parsing; anything that might recur (RRULE, RDATE) or move
-(RECURRENCE-ID) near the window is kept, and anything the scanner cannot read is kept for the real parser to judge.
+A feed is hostile input, so the reader is bounded on its own: memory and CPU limits set on itself before it reads
+a byte (setrlimit), the parser sees only the pre-selected, reduced events (server/sources/calendar_text.py) and
+at most MAX_PARSE_EVENTS of them, a repeating event is expanded lazily and stops at MAX_OCCURRENCES (and after a
+bounded number of steps from its DTSTART), and titles and places are clipped. Within those bounds, any error in
+one event or one series leaves that event out, counted, and the rest shows.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import functools
+import importlib.metadata
 import json
-import re
+import resource
 import sys
-from dataclasses import dataclass, field
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-MAX_OCCURRENCES = 3000  # per feed and expansion: a FREQ=MINUTELY rule must not flood the server and the page
-SELECT_MARGIN_DAYS = 2  # a date written in any zone is within ±14 h of the same date in ours
-_LINE_RE = re.compile(r"\r\n|\n|\r")
-_DURATION_RE = re.compile(r"^([+-])?P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
-_SELECT_PROPS = ("DTSTART", "DTEND", "DURATION", "RRULE", "RDATE", "RECURRENCE-ID")
+from server.sources.calendar_text import (
+    MAX_TEXT_CHARS,
+    FeedError,
+    Selection,
+    check_feed,
+    is_zone_name,
+    place_tzids,
+    select,
+    split_property,
+)
 
+# The reader's limits. The memory limit keeps the server and one reader under the unit's MemoryHigh (192 MB:
+# systemd/homeboard.service) with the server at its usual 40-50 MB; a 20 MB feed (sources.calendar.max_bytes)
+# of real history reads in well under half of it. Measured with bench/bench_calendar.py.
+MEMORY_LIMIT_BYTES = 128 * 2**20  # address space (RLIMIT_AS) and data (RLIMIT_DATA) of the reader
+CPU_LIMIT_S = 30  # RLIMIT_CPU: 20 MB of history takes 1.3 s here (x86-64 VM), the worst hostile feed 7 s; a Pi is
+# several times slower
+MAX_OCCURRENCES = 3000  # per feed: a FREQ=MINUTELY rule must not flood the server and the page
+# dateutil walks a rule from its DTSTART, whatever the window: a FREQ=MINUTELY rule begun five years ago is 2.6
+# million steps (about 4 µs each here) before its first occurrence in view. Every series first gets FIRST_ROUND_STEPS
+# (a daily one begun in 1960 needs 25,000); those that need more get up to MAX_SERIES_STEPS each afterwards, while
+# the feed's MAX_TOTAL_STEPS last, so the usual events are all expanded before any rule gone wild.
+FIRST_ROUND_STEPS = 25_000
+MAX_SERIES_STEPS = 250_000  # an hourly rule begun 28 years ago
+MAX_TOTAL_STEPS = 500_000  # for the second round, about 2 s here
 
-class FeedError(Exception):
-    """The body is not a usable calendar as a whole (not ICS, cut off). The message says what to check."""
-
-
-def check_feed(body: bytes) -> None:
-    """Raise FeedError unless `body` looks like one whole iCalendar file. Cheap: looks at both ends only."""
-    head = body[:512].lstrip(b"\xef\xbb\xbf \t\r\n").upper()
-    if not head:
-        raise FeedError("the link answers with an empty file, not a calendar")
-    if not head.startswith(b"BEGIN:VCALENDAR"):
-        if head.startswith(b"<") or b"<HTML" in head:
-            raise FeedError(
-                "the link answers with a web page, not a calendar: use the calendar's ICS (iCal) address, "
-                "not the one for viewing it in a browser"
-            )
-        raise FeedError("the link answers with something that is not a calendar (no BEGIN:VCALENDAR)")
-    if b"END:VCALENDAR" not in body[-256:].upper():
-        raise FeedError(f"the calendar file was cut off after {len(body)} bytes (no END:VCALENDAR); will retry")
-
-
-# ---------------------------------------------------------------- text-level split and pre-selection
-
-
-@dataclass
-class RawFeed:
-    """The feed cut into text blocks: calendar properties, VTIMEZONEs, VEVENTs (each with its VALARMs)."""
-
-    header: list[str] = field(default_factory=list)
-    timezones: list[str] = field(default_factory=list)
-    events: list[str] = field(default_factory=list)
-    unterminated: int = 0  # VEVENTs without END:VEVENT (a broken export): left out and counted
-
-
-# String searches and regexes over the whole text, not a Python loop per line: a 5 MB feed has 150,000 lines.
-# Component names are matched as written by every generator seen (upper case), as the libraries' own parsers do.
-_TIMEZONE_RE = re.compile(r"(?ms)^BEGIN:VTIMEZONE\r?$.*?^END:VTIMEZONE\r?$")
-_UNTIL_RE = re.compile(r"(?i)UNTIL=(\d{8})")
-
-
-def unfold(body: bytes) -> str:
-    """Unfold at the octet level, then decode: a fold may split a UTF-8 character (libical, ical4j do)."""
-    for fold in (b"\r\n ", b"\r\n\t", b"\n ", b"\n\t"):  # CRLF first; LF-only files exist too
-        if fold in body:
-            body = body.replace(fold, b"")
-    return body.decode("utf-8", errors="replace").lstrip("\ufeff")
-
-
-_DELIMITER_RE = re.compile(r"(?im)^(BEGIN|END):(VCALENDAR|VEVENT|VTIMEZONE|VALARM|STANDARD|DAYLIGHT)[ \t]*(?=\r?$)")
-
-
-def split_feed(text: str) -> RawFeed:
-    """VEVENT blocks (a VEVENT cannot nest, so each runs to the first END:VEVENT), VTIMEZONEs, calendar lines."""
-    feed = RawFeed()
-    if "\nBEGIN:VEVENT" not in text and "\nbegin:vevent" in text.lower():
-        # Names are case-insensitive (RFC 5545 §2); every generator seen writes them in capitals, so only a feed
-        # that does not pays for this pass.
-        text = _DELIMITER_RE.sub(lambda m: f"{m.group(1).upper()}:{m.group(2).upper()}", text)
-    parts = text.split("\nBEGIN:VEVENT")
-    preamble = parts[0]
-    for part in parts[1:]:
-        end = part.find("\nEND:VEVENT")
-        if end < 0:
-            feed.unterminated += 1  # runs into the next BEGIN:VEVENT or the end of the file
-            continue
-        feed.events.append("BEGIN:VEVENT" + part[: end + len("\nEND:VEVENT")])
-    feed.timezones = _TIMEZONE_RE.findall(text) if "BEGIN:VTIMEZONE" in text else []
-    depth = 0
-    for line in _LINE_RE.split(_TIMEZONE_RE.sub("", preamble)):
-        upper = line[:6].upper()
-        if upper == "BEGIN:":
-            depth += 1
-        elif line[:4].upper() == "END:":
-            depth -= 1
-        elif depth == 1 and line:
-            feed.header.append(line)  # VERSION, PRODID, X-WR-TIMEZONE, ...
-    return feed
-
-
-def _split_property(line: str) -> tuple[str, str]:
-    """'DTSTART;TZID="a:b":20261201T100000' → ('DTSTART', '20261201T100000'); quoted parameters may hold ':'."""
-    if '"' not in line:  # the common case, without a loop over characters
-        head, _, value = line.partition(":")
-        return head.split(";", 1)[0].upper(), value
-    quoted = False
-    name_end = -1
-    for i, ch in enumerate(line):
-        if ch == '"':
-            quoted = not quoted
-        elif not quoted:
-            if ch in ";:" and name_end < 0:
-                name_end = i
-            if ch == ":":
-                return line[: name_end if name_end >= 0 else i].upper(), line[i + 1 :]
-    return line.upper(), ""
-
-
-def _date_of(value: str) -> dt.date | None:
-    try:
-        return dt.date(int(value[0:4]), int(value[4:6]), int(value[6:8]))
-    except (ValueError, IndexError):
-        return None
-
-
-def _duration_days(value: str) -> int | None:
-    m = _DURATION_RE.match(value.strip().upper())
-    if not m or m.group(1) == "-":
-        return None
-    weeks, days, hours = (int(g or 0) for g in m.group(2, 3, 4))
-    return weeks * 7 + days + (hours + 23) // 24 + 1
-
-
-def own_properties(block: str) -> dict[str, str]:
-    """The values of the VEVENT's own DTSTART, DTEND, ... (first of each), not those of a nested VALARM."""
-    nested: list[tuple[int, int]] = []
-    begin = block.find("\nBEGIN:")
-    while begin >= 0:
-        end = block.find("\nEND:", begin)
-        nested.append((begin, len(block) if end < 0 else end))
-        begin = -1 if end < 0 else block.find("\nBEGIN:", end)
-    props: dict[str, str] = {}
-    for name in _SELECT_PROPS:
-        at = block.find("\n" + name)
-        while at >= 0:
-            after = at + 1 + len(name)
-            if block[after : after + 1] in (";", ":") and not any(lo <= at < hi for lo, hi in nested):
-                line_end = block.find("\n", after)
-                props[name] = _split_property(block[at + 1 : None if line_end < 0 else line_end].rstrip("\r"))[1]
-                break
-            at = block.find("\n" + name, at + 1)
-    return props
-
-
-def might_show(block: str, lo: dt.date, hi: dt.date) -> bool:
-    """Can this VEVENT have an occurrence overlapping [lo, hi] (dates, any zone)? True when unsure."""
-    props = own_properties(block)
-    lo_m, hi_m = lo - dt.timedelta(days=SELECT_MARGIN_DAYS), hi + dt.timedelta(days=SELECT_MARGIN_DAYS)
-    start = _date_of(props.get("DTSTART", ""))
-    if start is None:
-        return True  # let the parser decide (and report) what this is
-    if "RDATE" in props:
-        return True
-    if "RRULE" in props:
-        if start > hi_m:
-            return False
-        until = _UNTIL_RE.search(props["RRULE"])
-        return until is None or (_date_of(until.group(1)) or hi_m) >= lo_m
-    moved_from = _date_of(props.get("RECURRENCE-ID", ""))
-    if moved_from is not None and lo_m <= moved_from <= hi_m:
-        return True  # an override of an instance in the window: needed to take the original's place
-    if start > hi_m:
-        return False
-    if "DTEND" in props:
-        end = _date_of(props["DTEND"])
-    elif "DURATION" in props:
-        days = _duration_days(props["DURATION"])
-        end = None if days is None else start + dt.timedelta(days=days)
-    else:
-        end = start + dt.timedelta(days=1)
-    return end is None or end >= lo_m
-
-
-def select(feed: RawFeed, lo: dt.date, hi: dt.date) -> list[str]:
-    return [block for block in feed.events if might_show(block, lo, hi)]
-
-
-# ---------------------------------------------------------------- parse, expand, convert
+EXIT_FEED_ERROR = 3  # {"error": ...} on stdout: the file as a whole cannot be read
+EXIT_NO_MEMORY = 4  # {"error": ...}: over MEMORY_LIMIT_BYTES
 
 
 @dataclass
 class Expansion:
     events: list[dict[str, Any]]
-    skipped: int  # events or series that could not be read (the rest are shown)
+    unreadable: int  # events (a series counts once) that could not be read: left out, the rest shown
+    too_many: int  # repeating events not shown in full: more occurrences than the reader takes
     scanned: int  # VEVENTs in the feed
     parsed: int  # VEVENTs handed to the parser after pre-selection
 
 
-def _as_text(value: Any) -> str:
-    return str(value).strip() if value is not None else ""
+# ---------------------------------------------------------------- one occurrence → the topic's shape
+
+
+_CONTROL = dict.fromkeys([*range(32), 127], " ")
+
+
+def _text(value: Any) -> str | None:
+    """A title or place for one line on the wall: control characters as spaces, runs of space as one, at most
+    MAX_TEXT_CHARS (a longer one ends in "…")."""
+    text = " ".join(str(value).translate(_CONTROL).split()) if value is not None else ""
+    if not text:
+        return None
+    return text if len(text) <= MAX_TEXT_CHARS else text[: MAX_TEXT_CHARS - 1].rstrip() + "…"
 
 
 def _to_zone(value: dt.datetime, tz: dt.tzinfo, floating_tz: dt.tzinfo) -> dt.datetime:
@@ -226,19 +97,16 @@ def floating_zone(header: list[str], tz: dt.tzinfo) -> dt.tzinfo:
     from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
     for line in header:
-        name, value = _split_property(line)
+        name, value = split_property(line)
         if name == "X-WR-TIMEZONE":
-            value = value.strip().strip('"')
-            try:
-                return ZoneInfo(WINDOWS_TO_OLSON.get(value, value))
-            except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError; a bad name a ValueError
-                return tz
+            value = WINDOWS_TO_OLSON.get(value.strip().strip('"'), value.strip().strip('"'))
+            return ZoneInfo(value) if is_zone_name(value) else tz
     return tz
 
 
 def occurrence(component: Any, tz: dt.tzinfo, floating_tz: dt.tzinfo | None = None) -> dict[str, Any] | None:
     """One expanded VEVENT → the topic's event shape (without `calendar`); None when cancelled."""
-    if _as_text(component.get("STATUS")).upper() == "CANCELLED":
+    if str(component.get("STATUS", "")).strip().upper() == "CANCELLED":
         return None
     start = component.decoded("DTSTART")
     if "DTEND" in component:
@@ -247,8 +115,8 @@ def occurrence(component: Any, tz: dt.tzinfo, floating_tz: dt.tzinfo | None = No
         end = start + component.decoded("DURATION")
     else:
         end = start  # RFC 5545 §3.6.1: a DATE lasts one day (fixed below), a DATE-TIME ends when it starts
-    location = _as_text(component.get("LOCATION")) or None
-    title = _as_text(component.get("SUMMARY"))
+    location = _text(component.get("LOCATION"))
+    title = _text(component.get("SUMMARY")) or ""
     if not isinstance(start, dt.datetime):
         end_day = end.date() if isinstance(end, dt.datetime) else end
         if end_day <= start:
@@ -273,178 +141,293 @@ def occurrence(component: Any, tz: dt.tzinfo, floating_tz: dt.tzinfo | None = No
     }
 
 
-def _calendar_text(feed: RawFeed, events: list[str]) -> str:
-    lines = ["BEGIN:VCALENDAR", *feed.header, *feed.timezones, *events, "END:VCALENDAR"]
-    return "\r\n".join(block.strip("\r\n") for block in lines) + "\r\n"
+# ---------------------------------------------------------------- parse
 
 
-# ---------------------------------------------------------------- TZIDs the libraries cannot place
-
-# A TZID parameter on a date property, quoted or not: Outlook writes display names such as
-# "(UTC+01:00) Amsterdam, Berlin, ..." and some exports leave them unquoted although they hold ':' (RFC 5545 §3.2
-# wants quotes), which makes the parser read "00) Amsterdam..." as the value.
-_TZID_PARAM_RE = re.compile(
-    r'(?im)^((?:DTSTART|DTEND|EXDATE|RDATE|RECURRENCE-ID)[^\r\n]*?;TZID=)("[^"\r\n]*"|[^\r\n]*?)'
-    r"((?:;VALUE=[A-Z-]+)?:[0-9TZ,]+\r?)$"
-)
-_DISPLAY_NAME_RE = re.compile(r"^\(UTC(?:([+-])(\d{1,2}):(\d{2}))?\)\s*(.+)$")
-_VTIMEZONE_TZID_RE = re.compile(r"(?m)^TZID[;:]([^\r\n]*)")
-# The display names that name no city.
-_DISPLAY_NAME_ZONES = {
-    "coordinated universal time": "UTC",
-    "pacific time (us & canada)": "America/Los_Angeles",
-    "mountain time (us & canada)": "America/Denver",
-    "central time (us & canada)": "America/Chicago",
-    "eastern time (us & canada)": "America/New_York",
-    "atlantic time (canada)": "America/Halifax",
-    "alaska": "America/Anchorage",
-    "hawaii": "Pacific/Honolulu",
-}
+def _calendar_text(selection: Selection, events: list[str], *, timezones: bool = True) -> str:
+    lines = ["BEGIN:VCALENDAR", *selection.header, *(selection.timezones if timezones else ()), *events]
+    return "\r\n".join(block.strip("\r\n") for block in [*lines, "END:VCALENDAR"]) + "\r\n"
 
 
-@functools.lru_cache(maxsize=1)
-def _zones_by_city() -> dict[str, list[str]]:
-    import zoneinfo
-
-    by_city: dict[str, list[str]] = {}
-    for name in sorted(zoneinfo.available_timezones()):
-        by_city.setdefault(name.rsplit("/", 1)[-1].lower(), []).append(name)
-    return by_city
-
-
-def zone_for_display_name(tzid: str, year: int) -> str | None:
-    """'(UTC+01:00) Amsterdam, Berlin, Bern' → 'Europe/Amsterdam': a listed city that is an IANA zone with that
-    standard or summer offset. Windows display names are not in CLDR's table; their cities mostly are zones."""
-    m = _DISPLAY_NAME_RE.match(tzid.strip())
-    if not m:
-        return "UTC" if tzid.strip().lower() == "tzone://microsoft/utc" else None
-    if m.group(4).strip().lower() in _DISPLAY_NAME_ZONES:
-        return _DISPLAY_NAME_ZONES[m.group(4).strip().lower()]
-    sign = -1 if m.group(1) == "-" else 1
-    offset = dt.timedelta(hours=int(m.group(2) or 0), minutes=int(m.group(3) or 0)) * sign
-    for city in re.split(r",|\band\b", m.group(4)):
-        for name in _zones_by_city().get(city.strip().replace(" ", "_").lower(), []):
-            zone = ZoneInfo(name)
-            offsets = {dt.datetime(year, month, 15, 12, tzinfo=zone).utcoffset() for month in (1, 7)}
-            if offset in offsets:
-                return name
-    return None
-
-
-def place_tzids(events: list[str], timezones: list[str], year: int) -> list[str]:
-    """Quote TZID parameters that need it, and name an IANA zone for a display-name TZID without a VTIMEZONE
-    (one in the feed always wins: it says what the organiser's clock did)."""
-    from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
-
-    defined = {value.strip().strip('"') for block in timezones for value in _VTIMEZONE_TZID_RE.findall(block)}
-    known: dict[str, str] = {}
-
-    def resolve(tzid: str) -> str:
-        if tzid in defined or tzid in WINDOWS_TO_OLSON:
-            return tzid
-        try:
-            ZoneInfo(tzid)
-            return tzid
-        except (ValueError, KeyError):  # not an IANA name (ZoneInfoNotFoundError is a KeyError)
-            pass
-        return zone_for_display_name(tzid, year) or tzid  # unknown: the parser treats it as floating
-
-    def fix(m: re.Match[str]) -> str:
-        tzid = m.group(2).strip('"')
-        if tzid not in known:
-            known[tzid] = resolve(tzid)
-        value = known[tzid]
-        quoted = f'"{value}"' if any(c in value for c in ":;,") else value
-        return f"{m.group(1)}{quoted}{m.group(3)}"
-
-    return [_TZID_PARAM_RE.sub(fix, block) if ";TZID=" in block.upper() else block for block in events]
-
-
-def _parse_isolated(feed: RawFeed, events: list[str]) -> tuple[Any, int]:
-    """The calendar with every VEVENT that parses on its own; the count of those that do not."""
+def parse(selection: Selection, events: list[str]) -> tuple[Any, int]:
+    """The calendar of `events`; when the whole does not parse, of every event that parses on its own. Also the
+    count of events left out."""
     import icalendar
 
+    try:
+        return icalendar.Calendar.from_ical(_calendar_text(selection, events)), 0
+    except MemoryError:
+        raise
+    except Exception:  # noqa: S110 - find the events that break it, below
+        pass
     good: list[str] = []
     for block in events:
         try:
-            icalendar.Calendar.from_ical(_calendar_text(RawFeed(header=feed.header), [block]))
+            icalendar.Calendar.from_ical(_calendar_text(selection, [block], timezones=False))
+        except MemoryError:
+            raise
         except Exception:  # noqa: S112 - any parser failure means "this event cannot be read": leave it out
             continue
         good.append(block)
-    return icalendar.Calendar.from_ical(_calendar_text(feed, good)), len(events) - len(good)
+    try:
+        return icalendar.Calendar.from_ical(_calendar_text(selection, good)), len(events) - len(good)
+    except MemoryError:
+        raise
+    except Exception as err:
+        raise FeedError(f"the calendar file could not be read ({type(err).__name__})") from None
 
 
-def expand(body: bytes, zone: str, first: dt.date, last: dt.date) -> Expansion:
-    """Occurrences overlapping the local days first..last (inclusive), in `zone`, unsorted.
+# ---------------------------------------------------------------- lazy, bounded expansion
 
-    Raises FeedError when the file as a whole is unusable; a bad event or series is skipped and counted.
+
+class TooManySteps(Exception):
+    """A rule used up its steps (see StepBudget) without reaching the window's end."""
+
+
+@dataclass
+class StepBudget:
+    """Steps the series being expanded may still take (the rules of one series share it)."""
+
+    left: int = 0
+
+
+class IncompatibleLibrary(BaseException):
+    """recurring-ical-events changed what this reader builds on. A BaseException: the library's own
+    skip-bad-series (which swallows Exception) must not hide it as one bad series after another."""
+
+
+class _LazyRule:
+    """A dateutil rule whose between() walks it lazily and stops at the span's end.
+
+    dateutil's own between() builds a list of every occurrence in the span, and the library creates its rules with
+    cache=True, which keeps every occurrence ever computed: FREQ=SECONDLY over two weeks is 1.2 million of them.
+    Here a rule is walked from DTSTART keeping nothing, and gives up when the budget is spent.
     """
-    import icalendar
+
+    def __init__(self, rule: Any, budget: StepBudget) -> None:
+        from dateutil.rrule import rrule
+
+        self._rule = rule.replace(cache=False) if isinstance(rule, rrule) else rule
+        self._budget = budget
+        self.until = getattr(rule, "until", None)  # set by recurring-ical-events on its rules
+        self.string = getattr(rule, "string", None)
+
+    def between(self, after: Any, before: Any, inc: bool = False) -> Iterator[Any]:
+        budget = self._budget
+        for value in self._rule:
+            budget.left -= 1
+            if budget.left < 0:
+                raise TooManySteps
+            if value > before or (value == before and not inc):
+                return
+            if value > after or (value == after and inc):
+                yield value
+
+
+def _series_class(budget: StepBudget) -> type:
     import recurring_ical_events
 
-    class _Query(recurring_ical_events.CalendarQuery):
+    class LazyRules(recurring_ical_events.Series.RecurrenceRules):
+        def __init__(self, core: Any) -> None:
+            super().__init__(core)
+            rules = getattr(self, "rrules", None)
+            if not isinstance(rules, list):
+                raise IncompatibleLibrary(importlib.metadata.version("recurring-ical-events"))
+            self.rrules = [_LazyRule(rule, budget) for rule in rules]
+
+    class LazySeries(recurring_ical_events.Series):
+        RecurrenceRules = LazyRules
+
+    return LazySeries
+
+
+def _sort_key(value: dt.date, tz: dt.tzinfo, floating_tz: dt.tzinfo) -> float:
+    """An occurrence's start as a number: an all-day one from local midnight, a floating one in its zone."""
+    if not isinstance(value, dt.datetime):
+        return dt.datetime.combine(value, dt.time(), tz).timestamp()
+    return (value if value.tzinfo else value.replace(tzinfo=floating_tz)).timestamp()
+
+
+def _occurrences(series: Any, lo: dt.date, hi: dt.date, tz: dt.tzinfo, floating_tz: dt.tzinfo) -> list[Any]:
+    """One series' occurrences in lo..hi as (start as a number, occurrence); one more than MAX_OCCURRENCES at most
+    (enough to know it was cut)."""
+    found: list[tuple[float, Any]] = []
+    for occ in series.between(lo, hi):
+        found.append((_sort_key(occ.start, tz, floating_tz), occ))
+        if len(found) > MAX_OCCURRENCES:
+            break
+    return found
+
+
+def fair_share(found: list[list[tuple[float, Any]]], total: int) -> list[tuple[float, int, Any]]:
+    """At most `total` occurrences, by start: each series' soonest first, level by level (every series' first,
+    then every series' second, ...; the soonest decide within a level). A series with fewer occurrences than the
+    level keeps all of its own, so only a rule gone wild is cut: a FREQ=SECONDLY typo must not push a feed's real
+    events off the wall."""
+    ranked: list[tuple[int, float, int, Any]] = []
+    for index, occurrences in enumerate(found):
+        occurrences.sort(key=lambda pair: pair[0])
+        ranked.extend((rank, key, index, occ) for rank, (key, occ) in enumerate(occurrences))
+    if len(ranked) > total:
+        ranked.sort(key=lambda item: item[:2])
+        del ranked[total:]
+    return sorted(((key, index, occ) for _, key, index, occ in ranked), key=lambda item: item[0])
+
+
+def expand_selection(selection: Selection, zone: str, first: dt.date, last: dt.date) -> Expansion:
+    """Occurrences overlapping the local days first..last (inclusive), in `zone`, by start; at most
+    MAX_OCCURRENCES (see fair_share). Raises FeedError when the file as a whole is unusable or over a limit."""
+    import recurring_ical_events
+
+    tz = ZoneInfo(zone)
+    floating_tz = floating_zone(selection.header, tz)
+    events = place_tzids(selection.events, selection.timezones, first.year)
+    calendar, unreadable = parse(selection, events)
+    unreadable += selection.unreadable
+
+    class Query(recurring_ical_events.CalendarQuery):
         # One broken series (a bad RRULE, an UNTIL dateutil refuses) must never hide the rest of the feed.
         suppressed_errors = [Exception]  # noqa: RUF012 - the library's own class attribute
 
-    check_feed(body)
-    tz = ZoneInfo(zone)
-    feed = split_feed(unfold(body))
-    chosen = select(feed, first, last)
-    skipped = feed.unterminated
-    chosen = place_tzids(chosen, feed.timezones, first.year)
+    budget = StepBudget()
+    components = [recurring_ical_events.ComponentsWithName("VEVENT", series=_series_class(budget))]
     try:
-        calendar = icalendar.Calendar.from_ical(_calendar_text(feed, chosen))
-    except Exception:
-        try:
-            calendar, bad = _parse_isolated(feed, chosen)
-            skipped += bad
-        except Exception as err:
-            raise FeedError(f"the calendar file could not be read ({type(err).__name__})") from None
-    # Not recurring_ical_events.of(): it would move UTC times into X-WR-TIMEZONE first (see floating_zone).
-    query = _Query(calendar, skip_bad_series=True)
-    floating_tz = floating_zone(feed.header, tz)
-    lo = first - dt.timedelta(days=1)
-    hi = last + dt.timedelta(days=2)
-    try:
-        components = query.between(lo, hi)
-    except Exception as err:
+        query = Query(calendar, skip_bad_series=True, components=components)
+    except IncompatibleLibrary as err:
+        raise FeedError(f"the installed recurring-ical-events {err} is not one this reader was tested with") from None
+    except MemoryError:
+        raise
+    except Exception as err:  # a calendar the library refuses as a whole (CALSCALE other than GREGORIAN)
         raise FeedError(f"the calendar's events could not be expanded ({type(err).__name__})") from None
-    events: list[dict[str, Any]] = []
-    for component in components:
+    # A series the library could not even build (no DTSTART, a date it cannot compare) is left out silently:
+    # count the UIDs as the library groups them.
+    uids = {str(c.get("UID", id(c))) for c in calendar.walk("VEVENT")}
+    unreadable += len(uids) - len(query.series)
+
+    lo, hi = first - dt.timedelta(days=1), last + dt.timedelta(days=2)
+    found: list[list[tuple[float, Any]]] = [[] for _ in query.series]  # per series: (start as a number, occurrence)
+    too_many: set[int] = set()
+
+    def run(index: int, steps: int) -> bool:
+        """Expand one series within `steps`; False when they did not suffice."""
+        nonlocal unreadable
+        budget.left = steps
         try:
-            item = occurrence(component, tz, floating_tz)
-        except Exception:
-            skipped += 1
+            found[index] = _occurrences(query.series[index], lo, hi, tz, floating_tz)
+        except TooManySteps:
+            return False
+        except MemoryError:
+            raise
+        except Exception:  # this series only: the others are shown
+            unreadable += 1
+        return True
+
+    later = [index for index in range(len(query.series)) if not run(index, FIRST_ROUND_STEPS)]
+    total_left = MAX_TOTAL_STEPS
+    for index in later:
+        steps = min(MAX_SERIES_STEPS, total_left)
+        if not run(index, steps):
+            too_many.add(index)
+        total_left -= steps - max(budget.left, 0)
+    kept = fair_share(found, MAX_OCCURRENCES)
+    counts = Counter(index for _, index, _ in kept)
+    too_many.update(index for index, occurrences in enumerate(found) if len(occurrences) > counts[index])
+
+    result: list[dict[str, Any]] = []
+    broken: set[int] = set()
+    for _, index, occ in kept:
+        try:
+            item = occurrence(occ.as_component(False), tz, floating_tz)
+        except MemoryError:
+            raise
+        except Exception:  # e.g. an end past year 9999: this event only
+            broken.add(index)
             continue
         if item is not None:
-            events.append(item)
-    if len(events) > MAX_OCCURRENCES:
-        events.sort(
-            key=lambda e: e["start"] if e["all_day"] else dt.datetime.fromisoformat(e["start"]).date().isoformat()
-        )
-        del events[MAX_OCCURRENCES:]  # the soonest days are what the wall shows
-    return Expansion(events=events, skipped=skipped, scanned=len(feed.events), parsed=len(chosen))
+            result.append(item)
+    return Expansion(
+        events=result,
+        unreadable=unreadable + len(broken),
+        too_many=len(too_many - broken),
+        scanned=selection.scanned,
+        parsed=len(selection.events),
+    )
+
+
+def expand(body: bytes, zone: str, first: dt.date, last: dt.date) -> Expansion:
+    """check, select, expand: occurrences overlapping the local days first..last (inclusive) in `zone`."""
+    check_feed(body)
+    return expand_selection(select(body, first, last), zone, first, last)
 
 
 # ---------------------------------------------------------------- child process
 
 
+def limit_self(memory_bytes: int, cpu_s: int) -> None:
+    """The reader's own limits, set before it reads a byte of the feed. Lowering a limit needs no privilege;
+    Python's setrlimit is glibc's prlimit64 system call, which the unit's system call filter allows (its
+    ~@resources denies only the older setrlimit call)."""
+    for kind in (resource.RLIMIT_AS, resource.RLIMIT_DATA):
+        resource.setrlimit(kind, (memory_bytes, memory_bytes))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 5))  # SIGXCPU, then SIGKILL
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a reader killed by a limit leaves no core file behind
+
+
+def peak_rss_kb() -> int | None:
+    """This process's peak resident memory since it started this program (VmHWM; getrusage's maxrss would
+    include the parent's memory at the fork)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _answer(out: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(out, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """ICS on stdin → one JSON line on stdout: {"events", "skipped", "scanned", "parsed"} or {"error"} (exit 3)."""
+    """ICS on stdin → one JSON line on stdout: {"events", "unreadable", "too_many", "scanned", "parsed",
+    "peak_rss_kb"}, or {"error", "limit"} with exit status 3 (the file) or 4 (out of memory)."""
     parser = argparse.ArgumentParser(prog="python -m server.sources.calendar_ics", description=__doc__)
     parser.add_argument("--zone", required=True, help="IANA zone for timed events and floating times")
     parser.add_argument("--from", dest="first", required=True, type=dt.date.fromisoformat, help="first local day")
     parser.add_argument("--until", dest="last", required=True, type=dt.date.fromisoformat, help="last local day")
+    parser.add_argument("--memory-mb", type=int, default=MEMORY_LIMIT_BYTES // 2**20, help="RLIMIT_AS and _DATA")
+    parser.add_argument("--cpu-s", type=int, default=CPU_LIMIT_S, help="RLIMIT_CPU (SIGXCPU)")
     args = parser.parse_args(argv)
-    body = sys.stdin.buffer.read()
+    limit_self(args.memory_mb * 2**20, args.cpu_s)
+    warnings.simplefilter("ignore")  # the parser's warnings (a guessed TZID) are not the server's to log
     try:
-        result = expand(body, args.zone, args.first, args.last)
+        selection = _read_selection(args.first, args.last)  # the body is freed when this returns
+        result = expand_selection(selection, args.zone, args.first, args.last)
     except FeedError as err:
-        sys.stdout.write(json.dumps({"error": str(err)}) + "\n")
-        return 3
-    out = {"events": result.events, "skipped": result.skipped, "scanned": result.scanned, "parsed": result.parsed}
-    sys.stdout.write(json.dumps(out, ensure_ascii=False, separators=(",", ":")) + "\n")
+        _answer({"error": str(err), "limit": err.limit, "peak_rss_kb": peak_rss_kb()})
+        return EXIT_FEED_ERROR
+    except MemoryError:
+        _answer({"error": f"reading the calendar needs more than {args.memory_mb} MB of memory"})
+        return EXIT_NO_MEMORY
+    _answer(
+        {
+            "events": result.events,
+            "unreadable": result.unreadable,
+            "too_many": result.too_many,
+            "scanned": result.scanned,
+            "parsed": result.parsed,
+            "peak_rss_kb": peak_rss_kb(),
+        }
+    )
     return 0
+
+
+def _read_selection(first: dt.date, last: dt.date) -> Selection:
+    body = sys.stdin.buffer.read()
+    check_feed(body)
+    return select(body, first, last)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,12 @@ function text(v) {
   return typeof v === "string" ? v.trim() : "";
 }
 
+/** "Work: 2 events left out (2 could not be read)": the server's reason, the page's own words for the count. */
+function leftOutNote(c) {
+  const why = text(c.skipped_reason);
+  return `${text(c.name)}: ${t("leftOut")(c.skipped)}${why ? ` (${why})` : ""}`;
+}
+
 /**
  * The rows to show, in order: [{kind: "day"|"allday"|"event"|"empty", ...}]. Pure; exported for the page tests.
  * Timed events that started on an earlier day are listed under today; an all-day event shows on every day it covers.
@@ -179,8 +185,11 @@ export function mount(root, store) {
       setText(item.tag, row.now ? t("now") : "");
     });
     const failing = calendars.filter((c) => c.status === "error" && typeof c.error === "string");
-    setText(problems, failing.map((c) => `${text(c.name)}: ${c.error}`).join(" · "));
-    problems.hidden = failing.length === 0;
+    // Events of a feed that could not be read, or more occurrences than the wall takes: how many, and why.
+    const leftOut = calendars.filter((c) => Number.isInteger(c.skipped) && c.skipped > 0);
+    const notes = [...failing.map((c) => `${text(c.name)}: ${c.error}`), ...leftOut.map(leftOutNote)];
+    setText(problems, notes.join(" · "));
+    problems.hidden = notes.length === 0;
     fit();
   };
 

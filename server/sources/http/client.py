@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus, urljoin, urlsplit
 
@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = f"Homeboard/{__version__} (+wall dashboard)"
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+# Asked once an answer's status and headers are in (never for a redirect that is followed): returns where the
+# body's chunks go instead of into HttpResponse.body, or None to keep the body as usual.
+BodySink = Callable[[int, Mapping[str, str]], Callable[[bytes], object] | None]
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -100,8 +104,13 @@ class HttpClient:
         data: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         max_body_bytes: int | None = None,
+        sink: BodySink | None = None,
     ) -> HttpResponse:
         """Send one request and read the whole answer, whatever its status.
+
+        With `sink`, a body it takes goes chunk by chunk to the writer it returned (the response's body is then
+        empty), so a big download never sits in memory whole; the size cap and the deadline apply the same, and
+        an error the writer raises ends the download and reaches the caller as it is.
 
         Raises TransientError when no complete answer arrived: connection refused, DNS, TLS, a timeout, the
         overall deadline, a body over the size cap, a cut-off body, too many or unsafe redirects.
@@ -122,6 +131,7 @@ class HttpClient:
                     headers=send_headers,
                     cap=cap,
                     deadline=deadline,
+                    sink=sink,
                 )
                 location = response.headers.get("Location")
                 if response.status not in REDIRECT_STATUSES or not location:
@@ -170,6 +180,7 @@ class HttpClient:
         headers: Mapping[str, str],
         cap: int,
         deadline: Deadline,
+        sink: BodySink | None = None,
     ) -> HttpResponse:
         host = host_of(url)
         prefix = f"{self.source}: "
@@ -191,13 +202,18 @@ class HttpClient:
             if declared.isdigit() and int(declared) > cap:
                 raise TransientError(f"{prefix}{host} sent {int(declared)} bytes; the limit is {cap} bytes")
             chunks: list[bytes] = []
+            redirect = resp.status_code in REDIRECT_STATUSES and bool(resp.headers.get("Location"))
+            write = sink(resp.status_code, resp.headers) if sink is not None and not redirect else None
             total = 0
             try:
                 for chunk in resp.iter_content(chunk_size=65536):
                     total += len(chunk)
                     if total > cap:  # counted after decompression, so a gzip bomb is capped too
                         raise TransientError(f"{prefix}{host} sent more than {cap} bytes; giving up")
-                    chunks.append(chunk)
+                    if write is None:
+                        chunks.append(chunk)
+                    else:
+                        write(chunk)
             except requests.RequestException as err:
                 raise self._transport_error(err, host, deadline) from None
             if deadline.expired:
